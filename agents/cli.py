@@ -1,0 +1,113 @@
+"""The ``churnguard`` command: Faust's own CLI (``churnguard worker``) plus our commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import faust
+from faust.cli import AppCommand, argument, option
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from agents.ingest import register
+from agents.metrics import Metrics
+from rules.loader import RulePackError
+from streams.app import create_app
+from streams.settings import Settings
+
+HELP = """churnguard: early warnings for customer success, from the event streams you already have.
+
+Reads crm.* events from Kafka, keeps per-customer state, evaluates YAML/CEL rules and emits
+alerts (cs.alerts) and tasks (cs.tasks). Configure with CHURNGUARD_* environment variables
+(see README). Start a worker with `churnguard worker -l info`; try it all with
+`churnguard demo`.
+"""
+
+
+def build_app(settings: Settings | None = None) -> faust.App:
+    """The fully wired app: topics, table, agents, timers, metrics and commands."""
+    settings = settings or Settings()
+    app = create_app(settings)
+    metrics = Metrics.create()
+    setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry)
+    register(app, settings, metrics)
+    _add_commands(app, settings)
+    return app
+
+
+def _add_commands(app: faust.App, settings: Settings) -> None:
+    @app.command(
+        option(
+            "--duration",
+            type=float,
+            default=100.0,
+            show_default=True,
+            help="Seconds to run before stopping cleanly (Ctrl-C also stops).",
+        ),
+        option(
+            "--customers",
+            type=int,
+            default=1000,
+            show_default=True,
+            help="Synthetic customers to simulate.",
+        ),
+        option(
+            "--days",
+            type=int,
+            default=40,
+            show_default=True,
+            help="Simulated days of traffic.",
+        ),
+        option(
+            "--days-per-second",
+            type=float,
+            default=0.5,
+            show_default=True,
+            help="Time compression: simulated days per wall-clock second.",
+        ),
+    )
+    async def demo(
+        self: AppCommand, duration: float, customers: int, days: int, days_per_second: float
+    ) -> None:
+        """Run the whole pipeline on synthetic traffic and print alerts and tasks.
+
+        Starts the embedded Tansu broker on a free port unless CHURNGUARD_BROKER is set,
+        creates the topics, starts a worker in event-time mode, replays CUSTOMERS customers
+        over DAYS simulated days (some go quiet, some complain, some lose a key contact, most
+        stay healthy) and prints one line per alert and task.
+        """
+        from agents.demo import DemoOptions, run_demo
+
+        await run_demo(
+            settings,
+            DemoOptions(
+                duration=duration,
+                customers=customers,
+                days=days,
+                days_per_second=days_per_second,
+            ),
+        )
+
+    @app.command(
+        argument("action", type=click.Choice(["export"])),
+        argument("directory", type=click.Path(file_okay=False, path_type=Path)),
+    )
+    async def schemas(self: AppCommand, action: str, directory: Path) -> None:
+        """Write the JSON Schemas of every input and output event to DIRECTORY."""
+        from schemas import export_json_schemas
+
+        for path in export_json_schemas(directory):
+            click.echo(str(path))
+
+
+def main() -> None:
+    """Entry point of the ``churnguard`` console script."""
+    try:
+        settings = Settings()
+        app = build_app(settings)
+    except RulePackError as exc:
+        click.echo(f"churnguard: invalid rule pack, nothing loaded:\n{exc}", err=True)
+        sys.exit(2)
+    app.conf.description = HELP  # type: ignore[misc]
+    app.main()

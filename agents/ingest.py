@@ -1,0 +1,101 @@
+"""Faust agents and timers: one ingest agent per input topic, one for re-keyed events, ticks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable
+from typing import Any
+
+import faust
+from faust.types import StreamT
+
+from agents.metrics import Metrics
+from agents.runtime import Pipeline
+from rules.engine import Engine, EngineConfig
+from rules.loader import load_rules
+from streams.app import Topics
+from streams.clock import Clock, WallClock, WatermarkClock
+from streams.settings import Settings
+from streams.state import StateConfig
+
+log = logging.getLogger("churnguard.agents")
+
+
+def make_clock(settings: Settings) -> Clock:
+    """The sweep clock chosen by ``CHURNGUARD_CLOCK``."""
+    if settings.clock == "event":
+        return WatermarkClock(settings.allowed_lateness_s)
+    return WallClock()
+
+
+def make_engine(settings: Settings) -> Engine:
+    """Load the configured rule packs (raises RulePackError) and build the engine."""
+    rules = load_rules(settings.rule_packs)
+    config = EngineConfig(
+        state=StateConfig(
+            horizon_days=settings.horizon_days,
+            recent_event_ids=settings.recent_event_ids,
+            currency_rates=settings.currency_rates,
+        ),
+        fallback_assignee=settings.task_fallback_assignee,
+    )
+    return Engine(rules, config)
+
+
+def _ingest_agent(
+    pipeline: Pipeline, kind: str | None
+) -> Callable[[StreamT[Any]], Awaitable[None]]:
+    async def ingest(stream: StreamT[Any]) -> None:
+        events: AsyncIterable[Any] = stream.noack().events()
+        async for event in events:
+            await pipeline.handle(kind, event)
+
+    return ingest
+
+
+def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
+    """Attach churnguard's agents, tick timer and rebalance hooks to ``app``."""
+    topics: Topics = app.churnguard_topics  # type: ignore[attr-defined]
+    pipeline = Pipeline(
+        app=app,
+        settings=settings,
+        topics=topics,
+        table=app.churnguard_table,  # type: ignore[attr-defined]
+        engine=make_engine(settings),
+        clock=make_clock(settings),
+        metrics=metrics,
+    )
+    for kind, topic in topics.inputs.items():
+        app.agent(topic, name=f"churnguard.ingest.{kind}")(_ingest_agent(pipeline, kind))
+    app.agent(topics.rekeyed, name="churnguard.ingest.rekeyed")(_ingest_agent(pipeline, None))
+
+    async def sweep(stream: StreamT[Any]) -> None:
+        async for event in stream.noack().events():
+            await pipeline.tick(event)
+
+    app.agent(topics.ticks, name="churnguard.sweep")(sweep)
+    ticks_name = topics.ticks.get_topic_name()
+
+    async def send_ticks() -> None:
+        for tp in app.consumer.assignment():
+            if tp.topic == ticks_name:
+                await topics.ticks.send(value=b"{}", partition=tp.partition)
+
+    app.timer(settings.tick_interval_s, name="churnguard.ticks")(send_ticks)
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        pipeline.on_revoked(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        pipeline.on_assigned(assigned)
+
+    log.info(
+        "churnguard_ready rules=%d partitions=%d clock=%s store=%s",
+        len(pipeline.engine.rules.rules),
+        settings.partitions,
+        settings.clock,
+        settings.store,
+    )
+    return pipeline

@@ -1,0 +1,89 @@
+"""churnguard's Prometheus metrics, in a registry owned by one app (no global state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every churnguard metric; Faust's own sensors live in the same registry."""
+
+    registry: CollectorRegistry
+    events: Counter
+    deadletter: Counter
+    alerts: Counter
+    tasks: Counter
+    rule_eval_seconds: Histogram
+    rule_errors: Counter
+    flush_seconds: Histogram
+    flushed_states: Counter
+    sweep_due: Counter
+    scheduled_customers: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        """Register all metrics in ``registry`` (a new one by default)."""
+        reg = registry or CollectorRegistry()
+        return cls(
+            registry=reg,
+            events=Counter(
+                "churnguard_events_total",
+                "Input events by topic and outcome (applied, duplicate, rekeyed, deadletter)",
+                ["topic", "outcome"],
+                registry=reg,
+            ),
+            deadletter=Counter(
+                "churnguard_deadletter_total",
+                "Events sent to the dead-letter topic, by reason",
+                ["reason"],
+                registry=reg,
+            ),
+            alerts=Counter(
+                "churnguard_alerts_total",
+                "Alert lifecycle events emitted",
+                ["rule", "severity", "status"],
+                registry=reg,
+            ),
+            tasks=Counter(
+                "churnguard_tasks_total",
+                "Task events emitted, by assignee role and status",
+                ["role", "status"],
+                registry=reg,
+            ),
+            rule_eval_seconds=Histogram(
+                "churnguard_rule_evaluation_seconds",
+                "Time to evaluate all rules for one customer at one point in time",
+                buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025),
+                registry=reg,
+            ),
+            rule_errors=Counter(
+                "churnguard_rule_errors_total",
+                "Rule evaluations that raised (type errors in CEL at run time)",
+                ["rule"],
+                registry=reg,
+            ),
+            flush_seconds=Histogram(
+                "churnguard_flush_seconds",
+                "Time to persist a partition's dirty states and deliver its outputs",
+                registry=reg,
+            ),
+            flushed_states=Counter(
+                "churnguard_flushed_states_total",
+                "Customer states written to the table (once per customer per flush)",
+                registry=reg,
+            ),
+            sweep_due=Counter(
+                "churnguard_sweep_due_total",
+                "Customers touched by sweeps because a deadline fell due",
+                registry=reg,
+            ),
+            scheduled_customers=Gauge(
+                "churnguard_scheduled_customers",
+                "Customers with a pending deadline, per partition",
+                ["partition"],
+                registry=reg,
+            ),
+        )

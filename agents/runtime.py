@@ -1,0 +1,333 @@
+"""The glue between Faust events and the pure engine: decode, buffer, flush, sweep.
+
+Each partition has a write-behind buffer. Events update customer states in the buffer; a
+flush writes each dirty customer to the table once, delivers the buffered alerts and tasks,
+and only then acks the events, so committed offsets never run ahead of persisted state.
+A flush happens when a buffer gets old or large, and on every tick of the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from faust.types import TP, AppT, EventT
+
+from agents.metrics import Metrics
+from rules.engine import Engine, Output, Result
+from schemas import (
+    AlertEvent,
+    DecodeError,
+    InputEvent,
+    TaskEvent,
+    cloudevent_headers,
+    decode_input,
+    encode,
+    make_dead_letter,
+)
+from streams.app import Topics
+from streams.clock import Clock
+from streams.deadlines import DeadlineIndex
+from streams.partitioning import partition_for
+from streams.settings import Settings
+from streams.state import CustomerState
+from streams.storage import decode_stored, encode_stored, stored_deadline
+
+log = logging.getLogger("churnguard.runtime")
+KIND_HEADER = "churnguard-kind"
+STALE_TICK_S = 30.0
+
+
+@dataclass
+class PartitionBuffer:
+    """Unpersisted work of one partition."""
+
+    states: dict[str, CustomerState] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+    outputs: list[Output] = field(default_factory=list)
+    pending: list[EventT] = field(default_factory=list)
+    opened: float = field(default_factory=time.monotonic)
+
+
+def _header(headers: Any, name: str) -> bytes | None:
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    for key, value in items:
+        if key == name:
+            return value if isinstance(value, bytes) else str(value).encode()
+    return None
+
+
+class Pipeline:
+    """Per-worker runtime: partition buffers, deadline indexes, the engine and the sinks."""
+
+    def __init__(
+        self,
+        app: AppT,
+        settings: Settings,
+        topics: Topics,
+        table: Any,
+        engine: Engine,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.topics = topics
+        self.table = table
+        self.engine = engine
+        self.clock = clock
+        self.metrics = metrics
+        self.buffers: dict[int, PartitionBuffer] = {}
+        self.indexes: dict[int, DeadlineIndex] = {}
+        self.index_stale = True
+
+    # -- per event ----------------------------------------------------------------------
+    async def handle(self, kind: str | None, event: EventT) -> None:
+        """Process one input record: dead-letter, re-key, or apply to its customer."""
+        msg = event.message
+        topic = msg.topic
+        if kind is None:  # the re-key topic says the kind in a header
+            raw_kind = _header(msg.headers, KIND_HEADER)
+            kind = raw_kind.decode() if raw_kind else None
+        try:
+            if kind is None:
+                raise DecodeError("schema", f"missing {KIND_HEADER} header on re-keyed record")
+            parsed = decode_input(kind, msg.value, msg.headers)
+            self._check_time(parsed)
+        except DecodeError as exc:
+            await self._dead_letter(event, exc.reason, exc.message)
+            return
+        customer_key = parsed.customer_id.encode()
+        partition = partition_for(parsed.customer_id, self.settings.partitions)
+        if msg.key != customer_key or msg.partition != partition:
+            await self._rekey(event, kind, parsed, partition)
+            return
+        self.clock.observe(msg.partition, parsed.occurred_at.timestamp())
+        buf = self._buffer(msg.partition)
+        state = self._load(buf, parsed.customer_id)
+        result = self.engine.apply(state, parsed)
+        self.metrics.events.labels(topic, "applied" if result.applied else "duplicate").inc()
+        if result.applied:
+            self._record(buf, msg.partition, state, result)
+        buf.pending.append(event)
+        if (
+            len(buf.dirty) >= self.settings.flush_max_dirty
+            or time.monotonic() - buf.opened >= self.settings.flush_interval_s
+        ):
+            await self.flush(msg.partition)
+
+    async def tick(self, event: EventT) -> None:
+        """Sweep the partition's due customers, then flush it."""
+        partition = event.message.partition
+        if self.index_stale:
+            self.rebuild_indexes()
+        now = self.clock.now(partition)
+        fresh = time.time() - event.message.timestamp <= STALE_TICK_S
+        buf = self._buffer(partition)
+        if now is not None and fresh:
+            index = self.indexes.setdefault(partition, DeadlineIndex())
+            due = index.pop_due(now)
+            self.metrics.sweep_due.inc(len(due))
+            for customer_id in due:
+                state = self._load(buf, customer_id)
+                self._record(buf, partition, state, self.engine.advance(state, now))
+            self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
+        buf.pending.append(event)
+        await self.flush(partition)
+
+    def _check_time(self, event: InputEvent) -> None:
+        if self.settings.clock != "wall":
+            return
+        ahead = event.occurred_at.timestamp() - time.time()
+        if ahead > self.settings.max_future_skew_s:
+            raise DecodeError(
+                "timestamp_out_of_range",
+                f"occurred_at is {ahead:.0f}s in the future "
+                f"(limit CHURNGUARD_MAX_FUTURE_SKEW_S={self.settings.max_future_skew_s:.0f})",
+            )
+
+    # -- buffers and state ----------------------------------------------------------------
+    def _buffer(self, partition: int) -> PartitionBuffer:
+        buf = self.buffers.get(partition)
+        if buf is None:
+            buf = self.buffers[partition] = PartitionBuffer()
+        return buf
+
+    def _load(self, buf: PartitionBuffer, customer_id: str) -> CustomerState:
+        state = buf.states.get(customer_id)
+        if state is not None:
+            return state
+        raw = self.table.get(customer_id.encode())
+        if raw is None:
+            state = CustomerState(customer_id)
+        else:
+            try:
+                state = decode_stored(raw)
+            except (ValueError, KeyError) as exc:
+                log.error(
+                    "state_unreadable customer_id=%s error=%r action=start_fresh", customer_id, exc
+                )
+                state = CustomerState(customer_id)
+        buf.states[customer_id] = state
+        return state
+
+    def _record(
+        self, buf: PartitionBuffer, partition: int, state: CustomerState, result: Result
+    ) -> None:
+        buf.dirty.add(state.customer_id)
+        buf.outputs.extend(result.outputs)
+        self.indexes.setdefault(partition, DeadlineIndex()).set(
+            state.customer_id, self.engine.next_deadline(state)
+        )
+        if result.evaluations:
+            self.metrics.rule_eval_seconds.observe(result.eval_seconds)
+        for error in result.errors:
+            self.metrics.rule_errors.labels(error.rule_id).inc()
+            log.warning(
+                "rule_error rule_id=%s customer_id=%s error=%r",
+                error.rule_id,
+                error.customer_id,
+                error.message,
+            )
+
+    async def flush(self, partition: int) -> None:
+        """Persist the partition's dirty states, deliver its outputs, then ack its events.
+
+        Must run while the current Faust event belongs to ``partition`` (table writes go to
+        the current event's partition).
+        """
+        buf = self.buffers.pop(partition, None)
+        if buf is None:
+            return
+        started = time.perf_counter()
+        for customer_id in buf.dirty:
+            state = buf.states[customer_id]
+            self.table[customer_id.encode()] = encode_stored(
+                state, self.engine.next_deadline(state)
+            )
+        deliveries = [await self._send_output(out) for out in buf.outputs]
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for event in buf.pending:
+            event.ack()
+        self.metrics.flushed_states.inc(len(buf.dirty))
+        self.metrics.flush_seconds.observe(time.perf_counter() - started)
+        if buf.outputs:
+            log.info(
+                "flushed partition=%d states=%d outputs=%d events=%d ms=%.1f",
+                partition,
+                len(buf.dirty),
+                len(buf.outputs),
+                len(buf.pending),
+                (time.perf_counter() - started) * 1000,
+            )
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        """Forget unflushed work of revoked partitions; their next owner replays it."""
+        for partition in {tp.partition for tp in revoked}:
+            dropped = self.buffers.pop(partition, None)
+            self.indexes.pop(partition, None)
+            if dropped is not None and dropped.pending:
+                log.info(
+                    "revoked partition=%d unflushed_events=%d action=replay_by_next_owner",
+                    partition,
+                    len(dropped.pending),
+                )
+
+    def on_assigned(self, assigned: set[TP]) -> None:
+        """Deadline indexes are rebuilt from the table before the next sweep."""
+        self.index_stale = True
+
+    def rebuild_indexes(self) -> None:
+        """Rebuild every owned partition's deadline index from the stored deadline prefixes."""
+        owned = {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == self.topics.ticks.get_topic_name()
+        }
+        indexes = {p: DeadlineIndex() for p in owned}
+        count = 0
+        for key, raw in self.table.items():
+            if raw is None:
+                continue
+            customer_id = key.decode()
+            index = indexes.get(partition_for(customer_id, self.settings.partitions))
+            if index is not None:
+                index.set(customer_id, stored_deadline(raw))
+                count += 1
+        for partition, index in indexes.items():
+            pending = self.indexes.get(partition)
+            if pending is not None:  # deadlines set since assignment are newer
+                for customer_id, due in pending._due.items():
+                    index.set(customer_id, due)
+        self.indexes = indexes
+        self.index_stale = False
+        log.info("deadline_index_rebuilt partitions=%s customers=%d", sorted(owned), count)
+
+    # -- sinks ------------------------------------------------------------------------------
+    async def _send_output(self, out: Output) -> asyncio.Future[Any]:
+        if isinstance(out, AlertEvent):
+            topic, ce_type, ce_id = self.topics.alerts, f"churnguard.alert.{out.status}", out.alert_id
+            self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
+        else:
+            assert isinstance(out, TaskEvent)
+            status = "created" if out.status == "open" else out.status
+            topic, ce_type = self.topics.tasks, f"churnguard.task.{status}"
+            ce_id = f"{out.task_id}:{out.status}"
+            self.metrics.tasks.labels(out.assignee_role, out.status).inc()
+        headers = cloudevent_headers(
+            ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
+        )
+        return await topic.send(
+            key=out.customer_id.encode(), value=encode(out), headers=headers
+        )  # type: ignore[return-value]
+
+    async def _rekey(self, event: EventT, kind: str, parsed: InputEvent, partition: int) -> None:
+        msg = event.message
+        headers = [(k, v) for k, v in (msg.headers or {}).items()] if isinstance(
+            msg.headers, dict
+        ) else list(msg.headers or [])
+        headers = [(k, v) for k, v in headers if k != KIND_HEADER]
+        headers.append((KIND_HEADER, kind.encode()))
+        fut = await self.topics.rekeyed.send(
+            key=parsed.customer_id.encode(), value=msg.value, partition=partition, headers=headers
+        )
+        await fut
+        self.metrics.events.labels(msg.topic, "rekeyed").inc()
+        event.ack()
+
+    async def _dead_letter(self, event: EventT, reason: str, error: str) -> None:
+        msg = event.message
+        letter = make_dead_letter(
+            source_topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+            key=msg.key,
+            raw=msg.value,
+            reason=reason,
+            error=error,
+            rejected_at=_now(),
+            max_raw_bytes=self.settings.deadletter_max_raw_bytes,
+        )
+        fut = await self.topics.deadletter.send(key=msg.key, value=encode(letter))
+        await fut
+        self.metrics.events.labels(msg.topic, "deadletter").inc()
+        self.metrics.deadletter.labels(reason).inc()
+        log.warning(
+            "deadletter topic=%s partition=%d offset=%d reason=%s error=%r",
+            msg.topic,
+            msg.partition,
+            msg.offset,
+            reason,
+            error[:300],
+        )
+        event.ack()
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

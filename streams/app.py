@@ -1,0 +1,93 @@
+"""The Faust app, its topics and its one table, built from :class:`Settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+from faust.types import TopicT
+
+from streams.settings import Settings
+
+DEFAULT_BROKER = "kafka://127.0.0.1:9092"
+TABLE_NAME = "customer-state"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic churnguard reads or writes."""
+
+    inputs: dict[str, TopicT]  # event kind → input topic
+    rekeyed: TopicT
+    ticks: TopicT
+    alerts: TopicT
+    tasks: TopicT
+    health: TopicT
+    deadletter: TopicT
+
+
+def _raw_topic(app: faust.App, name: str, settings: Settings, **kwargs: object) -> TopicT:
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.partitions,
+        replicas=settings.replication_factor,
+        internal=True,  # created with our partition count when missing (see docs/broker.md)
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def create_app(settings: Settings) -> faust.App:
+    """A configured Faust app (no agents yet); ``app.churnguard_topics`` and table attached."""
+    conf: dict[str, object] = {
+        "broker": settings.broker or DEFAULT_BROKER,
+        "store": settings.store,
+        "datadir": str(settings.data_dir),
+        "web_port": settings.web_port,
+        "web_host": "127.0.0.1",
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": settings.replication_factor,
+        "broker_session_timeout": settings.broker_session_timeout_s,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        # Unflushed events stay unacked; on rebalance or stop we commit what was flushed
+        # and let the next owner replay the rest (deduplicated by event_id).
+        "stream_wait_empty": False,
+        "autodiscover": False,
+        "table_standby_replicas": 0,
+    }
+    if settings.producer_max_batch_size is not None:
+        conf["producer_max_batch_size"] = settings.producer_max_batch_size
+    app = faust.App(settings.app_id, **conf)  # type: ignore[arg-type]
+    compact = {"cleanup.policy": "compact"}
+    delete = {"cleanup.policy": "delete"}
+    topics = Topics(
+        inputs={
+            kind: _raw_topic(app, name, settings, config=compact if kind == "account" else delete)
+            for kind, name in settings.input_topics.items()
+        },
+        rekeyed=_raw_topic(app, settings.topic_rekeyed, settings, config=delete),
+        ticks=_raw_topic(app, settings.topic_ticks, settings, config={"retention.ms": "3600000"}),
+        alerts=_raw_topic(app, settings.topic_alerts, settings, config=delete),
+        tasks=_raw_topic(app, settings.topic_tasks, settings, config=delete),
+        health=_raw_topic(app, settings.topic_health, settings, config=compact),
+        deadletter=_raw_topic(app, settings.topic_deadletter, settings, config=delete),
+    )
+    table = app.Table(
+        TABLE_NAME,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=settings.partitions,
+    )
+    # Faust derives table serializers from the types ("json" for bytes); states are
+    # already encoded (streams.storage), so store them as they are.
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    app.churnguard_topics = topics  # type: ignore[attr-defined]
+    app.churnguard_table = table  # type: ignore[attr-defined]
+    app.churnguard_settings = settings  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,10 @@
+"""Which partition a customer belongs to: Kafka's default (murmur2) partitioner, as Java uses."""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+
+def partition_for(customer_id: str, partitions: int) -> int:
+    """Partition of ``customer_id`` among ``partitions``, as Kafka's default partitioner picks."""
+    return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions

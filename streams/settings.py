@@ -1,0 +1,82 @@
+"""One pydantic settings object for the whole worker; every field is a ``CHURNGUARD_*`` env var."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUILTIN_PACKS = Path(__file__).resolve().parent.parent / "rules" / "packs"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; defaults suit a single worker against a local Kafka."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURNGUARD_", extra="ignore")
+
+    app_id: str = Field("churnguard", description="Faust app id = consumer group id")
+    broker: str = Field("kafka://127.0.0.1:9092", description="Faust broker URL(s)")
+    store: str = Field("rocksdb://", description="table store: rocksdb:// or memory://")
+    data_dir: Path = Field(Path("data"), description="where RocksDB tables live")
+    partitions: int = Field(4, ge=1, description="partitions of every churnguard topic")
+    replication_factor: int = Field(1, ge=1)
+    web_port: int = Field(6066, description="worker web port: /metrics, /health")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="read model (later issues)")
+
+    topic_logins: str = "crm.logins"
+    topic_orders: str = "crm.orders"
+    topic_tickets: str = "crm.tickets"
+    topic_contacts: str = "crm.contacts"
+    topic_accounts: str = "crm.accounts"
+    topic_task_updates: str = "cs.task-updates"
+    topic_alerts: str = "cs.alerts"
+    topic_tasks: str = "cs.tasks"
+    topic_health: str = "cs.customer-health"
+    topic_deadletter: str = "churnguard.deadletter"
+    topic_rekeyed: str = "churnguard.rekeyed"
+    topic_ticks: str = "churnguard.ticks"
+
+    horizon_days: int = Field(120, ge=30, description="how far back daily buckets reach")
+    recent_event_ids: int = Field(512, ge=16, description="event_ids kept per customer for dedup")
+    flush_interval_s: float = Field(1.0, gt=0, description="max age of unpersisted state")
+    flush_max_dirty: int = Field(2000, ge=1, description="flush a partition at this many dirty")
+    tick_interval_s: float = Field(1.0, gt=0, description="how often partitions sweep and flush")
+    clock: Literal["wall", "event"] = Field(
+        "wall", description="sweep clock: wall time (live) or event-time watermark (replay)"
+    )
+    allowed_lateness_s: float = Field(0.0, ge=0, description="watermark = max event time - this")
+    max_future_skew_s: float = Field(
+        86400.0, gt=0, description="events further ahead of wall time are dead-lettered"
+    )
+    deadletter_max_raw_bytes: int = Field(16384, ge=256)
+    rule_packs: list[Path] = Field(default_factory=lambda: [BUILTIN_PACKS])
+    task_fallback_assignee: str = Field(
+        "cs-queue", description="assignee when the account lacks the rule's role"
+    )
+    reporting_currency: str = "EUR"
+    currency_rates: dict[str, float] = Field(
+        default_factory=lambda: {"EUR": 1.0, "USD": 0.92, "GBP": 1.17, "CHF": 1.05},
+        description="static rates into the reporting currency",
+    )
+    source: str = Field("urn:churnguard", description="ce_source of every output")
+
+    broker_session_timeout_s: float = Field(30.0, gt=0)
+    broker_heartbeat_interval_s: float = Field(3.0, gt=0)
+    producer_max_batch_size: int | None = Field(
+        None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
+    )
+
+    @cached_property
+    def input_topics(self) -> dict[str, str]:
+        """Event kind → input topic name."""
+        return {
+            "login": self.topic_logins,
+            "order": self.topic_orders,
+            "ticket": self.topic_tickets,
+            "contact": self.topic_contacts,
+            "account": self.topic_accounts,
+            "task_update": self.topic_task_updates,
+        }

@@ -1,0 +1,299 @@
+"""Per-customer rolling state: a pure, versioned, compact model and how events change it.
+
+Times are epoch seconds (floats); days are whole UTC days since the epoch. Everything a
+feature needs is here, bounded in size: daily buckets over a horizon, monthly order buckets
+for 13 months, and a bounded list of recent ``event_id``s for idempotency.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from schemas import (
+    AccountEvent,
+    ContactEvent,
+    InputEvent,
+    LoginEvent,
+    OrderEvent,
+    TaskUpdateEvent,
+    TicketEvent,
+)
+
+STATE_VERSION = 1
+DAY = 86400.0
+MONTHS_KEPT = 13
+MAX_OPEN_TICKETS = 256
+MAX_TRACKED_ORDERS = 128
+MAX_DEPARTURES = 32
+DEPARTURES_KEPT_S = 90 * DAY
+
+ACCOUNT_FIELDS = ("name", "owner", "csm", "segment", "industry", "region", "tier_override")
+
+
+def day_of(ts: float) -> int:
+    """UTC day number of an epoch timestamp."""
+    return int(ts // DAY)
+
+
+def month_of(ts: float) -> int:
+    """Month number (year * 12 + month - 1) of an epoch timestamp, UTC."""
+    days = day_of(ts)
+    # civil-from-days (Howard Hinnant), avoids datetime objects on the hot path
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    m = mp + 3 if mp < 10 else mp - 9
+    return (y + (m <= 2)) * 12 + m - 1
+
+
+def _bump(buckets: dict[int, float], slot: int, by: float) -> None:
+    buckets[slot] = buckets.get(slot, 0) + by
+
+
+def window_sum(buckets: dict[int, float], first: int, last: int) -> float:
+    """Sum of the buckets with ``first <= slot <= last``."""
+    return sum(v for k, v in buckets.items() if first <= k <= last)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """Everything churnguard remembers about one customer."""
+
+    customer_id: str
+    account: dict[str, str] = field(default_factory=dict)
+    account_at: float | None = None
+    first_seen_at: float | None = None
+    last_event_at: float | None = None
+    last_login_at: float | None = None
+    last_order_at: float | None = None
+    logins: dict[int, float] = field(default_factory=dict)
+    complaints: dict[int, float] = field(default_factory=dict)
+    tickets: dict[int, float] = field(default_factory=dict)
+    orders: dict[int, float] = field(default_factory=dict)
+    order_value: dict[int, float] = field(default_factory=dict)
+    monthly_orders: dict[int, float] = field(default_factory=dict)
+    monthly_value: dict[int, float] = field(default_factory=dict)
+    order_status: dict[str, str] = field(default_factory=dict)
+    open_tickets: dict[str, str] = field(default_factory=dict)
+    key_contacts: dict[str, str] = field(default_factory=dict)
+    departures: list[tuple[float, str, str]] = field(default_factory=list)
+    last_csat: int | None = None
+    last_nps: int | None = None
+    recent_ids: deque[str] = field(default_factory=deque)
+    recent_set: set[str] = field(default_factory=set)
+    evaluated_at: float | None = None
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_fired: dict[str, float] = field(default_factory=dict)
+
+    # -- idempotency -----------------------------------------------------------------
+    def seen(self, event_id: str) -> bool:
+        """True if ``event_id`` was applied recently (within the bounded memory)."""
+        return event_id in self.recent_set
+
+    def remember(self, event_id: str, capacity: int) -> None:
+        """Record ``event_id`` as applied, forgetting the oldest beyond ``capacity``."""
+        self.recent_ids.append(event_id)
+        self.recent_set.add(event_id)
+        while len(self.recent_ids) > capacity:
+            self.recent_set.discard(self.recent_ids.popleft())
+
+    # -- serialisation ---------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Compact, versioned JSON encoding for the table and its changelog."""
+        return orjson.dumps(
+            {
+                "v": STATE_VERSION,
+                "id": self.customer_id,
+                "acct": self.account,
+                "acct_at": self.account_at,
+                "first": self.first_seen_at,
+                "last": self.last_event_at,
+                "login_at": self.last_login_at,
+                "order_at": self.last_order_at,
+                "lg": self.logins,
+                "cp": self.complaints,
+                "tk": self.tickets,
+                "od": self.orders,
+                "ov": self.order_value,
+                "mo": self.monthly_orders,
+                "mv": self.monthly_value,
+                "os": self.order_status,
+                "ot": self.open_tickets,
+                "kc": self.key_contacts,
+                "dep": self.departures,
+                "csat": self.last_csat,
+                "nps": self.last_nps,
+                "ids": list(self.recent_ids),
+                "eval": self.evaluated_at,
+                "al": self.alerts,
+                "lf": self.last_fired,
+            },
+            option=orjson.OPT_NON_STR_KEYS,
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CustomerState:
+        """Decode :meth:`to_bytes` output; rejects unknown versions."""
+        d = orjson.loads(raw)
+        if d.get("v") != STATE_VERSION:
+            raise ValueError(f"unsupported customer state version {d.get('v')!r}")
+
+        def ints(m: dict[str, float]) -> dict[int, float]:
+            return {int(k): v for k, v in m.items()}
+
+        ids = deque(d["ids"])
+        return cls(
+            customer_id=d["id"],
+            account=d["acct"],
+            account_at=d["acct_at"],
+            first_seen_at=d["first"],
+            last_event_at=d["last"],
+            last_login_at=d["login_at"],
+            last_order_at=d["order_at"],
+            logins=ints(d["lg"]),
+            complaints=ints(d["cp"]),
+            tickets=ints(d["tk"]),
+            orders=ints(d["od"]),
+            order_value=ints(d["ov"]),
+            monthly_orders=ints(d["mo"]),
+            monthly_value=ints(d["mv"]),
+            order_status=d["os"],
+            open_tickets=d["ot"],
+            key_contacts=d["kc"],
+            departures=[tuple(x) for x in d["dep"]],  # type: ignore[misc]
+            last_csat=d["csat"],
+            last_nps=d["nps"],
+            recent_ids=ids,
+            recent_set=set(ids),
+            evaluated_at=d["eval"],
+            alerts=d["al"],
+            last_fired=d["lf"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """The knobs of state keeping."""
+
+    horizon_days: int = 120
+    recent_event_ids: int = 512
+    currency_rates: dict[str, float] = field(default_factory=lambda: {"EUR": 1.0})
+
+
+def apply_event(state: CustomerState, event: InputEvent, config: StateConfig) -> bool:
+    """Fold one event into ``state``; False (and no change) if its event_id was seen."""
+    if state.seen(event.event_id):
+        return False
+    ts = event.occurred_at.timestamp()
+    state.remember(event.event_id, config.recent_event_ids)
+    if state.first_seen_at is None or ts < state.first_seen_at:
+        state.first_seen_at = ts
+    if state.last_event_at is None or ts > state.last_event_at:
+        state.last_event_at = ts
+    day = day_of(ts)
+    if isinstance(event, LoginEvent):
+        _bump(state.logins, day, 1)
+        if state.last_login_at is None or ts > state.last_login_at:
+            state.last_login_at = ts
+    elif isinstance(event, OrderEvent):
+        _apply_order(state, event, ts, config)
+    elif isinstance(event, TicketEvent):
+        _apply_ticket(state, event, day)
+    elif isinstance(event, ContactEvent):
+        _apply_contact(state, event, ts)
+    elif isinstance(event, AccountEvent):
+        if state.account_at is None or ts >= state.account_at:
+            state.account_at = ts
+            values = event.model_dump(include=set(ACCOUNT_FIELDS))
+            state.account = {k: str(v) for k, v in values.items() if v is not None}
+            if event.renewal_at is not None:
+                state.account["renewal_at"] = event.renewal_at.isoformat()
+    elif isinstance(event, TaskUpdateEvent):
+        pass  # task progress is handled by the lifecycle (a later issue); kept for dedup
+    prune(state, state.last_event_at or ts, config.horizon_days)
+    return True
+
+
+def _apply_order(state: CustomerState, event: OrderEvent, ts: float, config: StateConfig) -> None:
+    rate = config.currency_rates.get(event.currency)
+    value = float(event.amount * Decimal(str(rate))) if rate is not None else 0.0
+    before = state.order_status.get(event.order_id)
+    after = event.status
+    day, month = day_of(ts), month_of(ts)
+    counted_before = before in ("placed", "paid")
+    counted_after = after in ("placed", "paid")
+    if counted_after and not counted_before and before is None:
+        _bump(state.orders, day, 1)
+        _bump(state.monthly_orders, month, 1)
+        if state.last_order_at is None or ts > state.last_order_at:
+            state.last_order_at = ts
+    elif before in ("placed", "paid") and after == "cancelled":
+        _bump(state.orders, day, -1)
+        _bump(state.monthly_orders, month, -1)
+    if after == "paid" and before != "paid":
+        _bump(state.order_value, day, value)
+        _bump(state.monthly_value, month, value)
+    elif after == "refunded" and before == "paid":
+        _bump(state.order_value, day, -value)
+        _bump(state.monthly_value, month, -value)
+    state.order_status[event.order_id] = after
+    while len(state.order_status) > MAX_TRACKED_ORDERS:
+        del state.order_status[next(iter(state.order_status))]
+
+
+def _apply_ticket(state: CustomerState, event: TicketEvent, day: int) -> None:
+    known = event.ticket_id in state.open_tickets
+    if event.status in ("opened", "reopened"):
+        if not known:
+            _bump(state.tickets, day, 1)
+            if event.kind == "complaint":
+                _bump(state.complaints, day, 1)
+        state.open_tickets[event.ticket_id] = event.severity
+        while len(state.open_tickets) > MAX_OPEN_TICKETS:
+            del state.open_tickets[next(iter(state.open_tickets))]
+    else:
+        state.open_tickets.pop(event.ticket_id, None)
+    if event.csat is not None:
+        state.last_csat = event.csat
+    if event.nps is not None:
+        state.last_nps = event.nps
+
+
+def _apply_contact(state: CustomerState, event: ContactEvent, ts: float) -> None:
+    label = event.name or event.contact_id
+    if event.change == "departed":
+        was_key = state.key_contacts.pop(event.contact_id, None) is not None
+        if was_key or event.is_key_contact:
+            state.departures.append((ts, event.contact_id, label))
+            state.departures.sort()
+            del state.departures[:-MAX_DEPARTURES]
+    elif event.is_key_contact:
+        state.key_contacts[event.contact_id] = label
+    else:
+        state.key_contacts.pop(event.contact_id, None)
+
+
+def prune(state: CustomerState, now: float, horizon_days: int) -> None:
+    """Drop buckets older than the horizon (13 months for monthly buckets)."""
+    first_day = day_of(now) - horizon_days
+    for buckets in (state.logins, state.complaints, state.tickets, state.orders):
+        for k in [k for k in buckets if k < first_day]:
+            del buckets[k]
+    for k in [k for k in state.order_value if k < first_day]:
+        del state.order_value[k]
+    first_month = month_of(now) - MONTHS_KEPT + 1
+    for monthly in (state.monthly_orders, state.monthly_value):
+        for k in [k for k in monthly if k < first_month]:
+            del monthly[k]
+    cutoff = now - DEPARTURES_KEPT_S
+    if state.departures and state.departures[0][0] < cutoff:
+        state.departures = [d for d in state.departures if d[0] >= cutoff]
