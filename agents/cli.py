@@ -109,5 +109,7 @@ def main() -> None:
     except RulePackError as exc:
         click.echo(f"churnguard: invalid rule pack, nothing loaded:\n{exc}", err=True)
         sys.exit(2)
-    app.conf.description = HELP  # type: ignore[misc]
+    from faust.cli.faust import cli
+
+    cli.help = HELP  # Faust's group help text is generic; say what churnguard is
     app.main()

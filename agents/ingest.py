@@ -11,6 +11,7 @@ from faust.types import StreamT
 
 from agents.metrics import Metrics
 from agents.runtime import Pipeline
+from agents.views import register_views
 from rules.engine import Engine, EngineConfig
 from rules.loader import load_rules
 from streams.app import Topics
@@ -91,11 +92,15 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         pipeline.on_assigned(assigned)
 
-    log.info(
-        "churnguard_ready rules=%d partitions=%d clock=%s store=%s",
-        len(pipeline.engine.rules.rules),
-        settings.partitions,
-        settings.clock,
-        settings.store,
-    )
+    @app.task
+    async def _announce() -> None:
+        log.info(
+            "churnguard started rules=%d partitions=%d clock=%s store=%s",
+            len(pipeline.engine.rules.rules),
+            settings.partitions,
+            settings.clock,
+            settings.store,
+        )
+
+    register_views(app, pipeline)
     return pipeline

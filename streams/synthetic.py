@@ -26,6 +26,9 @@ Behaviour model (per simulated day, relative to ``start``):
 * ``losing_champion``: as healthy; on ``trouble_day`` its first key contact gets change
   ``departed`` (``is_key_contact`` true) and that contact's user stops logging in.
 
+:func:`generate_events` (the benchmark) runs the same model as a steady-state window: key
+contacts count as known before ``start``, so it emits no ``added`` contact events.
+
 Ids: ``event_id`` is ``{customer_id}-{kind}-{n}``; ``user_id``, ``contact_id``, ``order_id``
 and ``ticket_id`` are ``{customer_id}-u{n}``, ``-c{n}``, ``-o{n}`` and ``-t{n}``. Optional
 fields (``csm``, ``contact_id``, ``csat``, ``nps``) are left out rather than set to ``null``.
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import islice
-from operator import attrgetter
+from operator import itemgetter
 from typing import Any
 
 __all__ = [
@@ -399,56 +402,97 @@ def _iter_records(
 
     last_day = (datetime.max.replace(tzinfo=UTC) - start).days - 1
     end_day = last_day if days is None else min(days, last_day)
-    by_time = attrgetter("occurred_at")
-    pending: dict[int, list[SyntheticRecord]] = {}
+    pending: dict[int, list[_Entry]] = {}
     for day in range(end_day):
         rng = random.Random(f"churnguard-synthetic:{seed}:day:{day}")
+        clock = _DayClock(start, day)
         batch = pending.pop(day, [])
         batch.extend(
-            _simulate_day(customers, rng, start, day, trouble_day, onboard_contacts, pending)
+            _simulate_day(customers, rng, clock, day, trouble_day, onboard_contacts, pending)
         )
-        batch.sort(key=by_time)
-        yield from batch
+        batch.sort(key=_entry_second)
+        stamp = clock.stamp
+        for sec, item in batch:
+            if isinstance(item, SyntheticRecord):
+                yield item
+                continue
+            cid, user_id, contact_id, channel, seq = item
+            ts, iso = stamp(sec)
+            if contact_id is None:
+                value = {
+                    "event_id": f"{cid}-login-{seq}",
+                    "customer_id": cid,
+                    "occurred_at": iso,
+                    "user_id": user_id,
+                    "channel": channel,
+                }
+            else:
+                value = {
+                    "event_id": f"{cid}-login-{seq}",
+                    "customer_id": cid,
+                    "occurred_at": iso,
+                    "user_id": user_id,
+                    "contact_id": contact_id,
+                    "channel": channel,
+                }
+            yield SyntheticRecord("login", cid, value, ts)
+
+
+# A day's work item: (second within the simulated day, a built record or a login to build).
+# Logins, the bulk of the traffic, are built only when yielded, so a benchmark run that stops
+# part-way through a day does not pay for the rest of it.
+_LoginArgs = tuple[str, str, str | None, str, int]  # customer, user, contact?, channel, seq
+_Entry = tuple[int, SyntheticRecord | _LoginArgs]
+_entry_second = itemgetter(0)
+
+
+class _DayClock:
+    """Turn seconds within one simulated day into (aware UTC datetime, RFC 3339 string)."""
+
+    __slots__ = ("base", "day_start", "fast", "prefix0", "prefix1")
+
+    def __init__(self, start: datetime, day: int) -> None:
+        self.day_start = start + timedelta(days=day)
+        # Fast formatting (whole-second starts): seconds since the start's midnight → the date
+        # prefix of that day or the next, plus precomputed time pieces.
+        self.fast = start.microsecond == 0
+        self.base = start.hour * 3600 + start.minute * 60 + start.second
+        self.prefix0 = self.day_start.date().isoformat() + "T"
+        self.prefix1 = (self.day_start + timedelta(days=1)).date().isoformat() + "T"
+
+    def stamp(self, sec: int) -> tuple[datetime, str]:
+        """The instant ``sec`` seconds into the day, as a datetime and as its string."""
+        ts = self.day_start + timedelta(seconds=sec)
+        if not self.fast:
+            return ts, ts.isoformat()
+        t = self.base + sec
+        if t < _SECONDS_PER_DAY:
+            return ts, self.prefix0 + _HH_MM[t // 60] + _SS_TZ[t % 60]
+        t -= _SECONDS_PER_DAY
+        return ts, self.prefix1 + _HH_MM[t // 60] + _SS_TZ[t % 60]
 
 
 def _simulate_day(
     customers: list[_Customer],
     rng: random.Random,
-    start: datetime,
+    clock: _DayClock,
     day: int,
     trouble: int,
     onboard_contacts: bool,
-    pending: dict[int, list[SyntheticRecord]],
-) -> list[SyntheticRecord]:
-    """Return one simulated day's new records (unsorted); schedule follow-ups in ``pending``."""
+    pending: dict[int, list[_Entry]],
+) -> list[_Entry]:
+    """Return one simulated day's new entries (unsorted); schedule follow-ups in ``pending``."""
     rand = rng.random
-    out: list[SyntheticRecord] = []
+    out: list[_Entry] = []
     append = out.append
-    day_start = start + timedelta(days=day)
+    day_start = clock.day_start
+    stamp = clock.stamp
     is_weekday = day_start.weekday() < 5
     is_trouble = day >= trouble
     in_spike = trouble <= day < trouble + _COMPLAINT_SPIKE_DAYS
     quiet = Persona.GOING_QUIET
     complaining = Persona.COMPLAINING
     champion = Persona.LOSING_CHAMPION
-    hh_mm = _HH_MM
-    ss_tz = _SS_TZ
-
-    # Fast RFC 3339 formatting: seconds since the start's midnight → date prefix + time.
-    fast = start.microsecond == 0
-    base = start.hour * 3600 + start.minute * 60 + start.second
-    prefix0 = day_start.date().isoformat() + "T"
-    prefix1 = (day_start + timedelta(days=1)).date().isoformat() + "T"
-
-    def stamp(sec: int) -> tuple[datetime, str]:
-        ts = day_start + timedelta(seconds=sec)
-        if not fast:
-            return ts, ts.isoformat()
-        t = base + sec
-        if t < _SECONDS_PER_DAY:
-            return ts, prefix0 + hh_mm[t // 60] + ss_tz[t % 60]
-        t -= _SECONDS_PER_DAY
-        return ts, prefix1 + hh_mm[t // 60] + ss_tz[t % 60]
 
     def business_second() -> int:
         if rand() < 0.88:
@@ -485,8 +529,9 @@ def _simulate_day(
     def open_ticket(c: _Customer, kind: str, severity: str, status: str = "opened") -> str:
         c.ticket_n += 1
         ticket_id = f"{c.cid}-t{c.ticket_n}"
-        ts, iso = stamp(business_second())
-        append(ticket(c, ts, iso, ticket_id, kind, severity, status))
+        sec = business_second()
+        ts, iso = stamp(sec)
+        append((sec, ticket(c, ts, iso, ticket_id, kind, severity, status)))
         return ticket_id
 
     def resolve_later(
@@ -499,9 +544,10 @@ def _simulate_day(
         nps: int | None,
     ) -> None:
         target = day + 1 + int(rand() * max_days)
-        ts = start + timedelta(days=target, seconds=business_second())
+        sec = business_second()
+        ts = day_start + timedelta(days=target - day, seconds=sec)
         rec = ticket(c, ts, ts.isoformat(), ticket_id, kind, severity, "resolved", csat, nps)
-        pending.setdefault(target, []).append(rec)
+        pending.setdefault(target, []).append((sec, rec))
 
     def contact(c: _Customer, index: int, change: str, sec: int) -> None:
         contact_id, name, role = c.contacts[index]
@@ -517,7 +563,7 @@ def _simulate_day(
             "is_key_contact": True,
             "change": change,
         }
-        append(SyntheticRecord("contact", c.cid, value, ts))
+        append((sec, SyntheticRecord("contact", c.cid, value, ts)))
 
     for c in customers:
         cid = c.cid
@@ -554,26 +600,8 @@ def _simulate_day(
                     sec = _BUSINESS_START + int(rand() * _BUSINESS_SPAN)
                 else:
                     sec = int(rand() * _SECONDS_PER_DAY)
-                ts, iso = stamp(sec)
                 c.login_seq += 1
-                if contact_id is None:
-                    value = {
-                        "event_id": f"{cid}-login-{c.login_seq}",
-                        "customer_id": cid,
-                        "occurred_at": iso,
-                        "user_id": user_id,
-                        "channel": channel,
-                    }
-                else:
-                    value = {
-                        "event_id": f"{cid}-login-{c.login_seq}",
-                        "customer_id": cid,
-                        "occurred_at": iso,
-                        "user_id": user_id,
-                        "contact_id": contact_id,
-                        "channel": channel,
-                    }
-                append(SyntheticRecord("login", cid, value, ts))
+                append((sec, (cid, user_id, contact_id, channel, c.login_seq)))
 
         # Orders on the customer's own rhythm.
         if day == c.next_order_day:
@@ -582,7 +610,8 @@ def _simulate_day(
                 cents = min(2_000_000, max(20_000, int(c.order_cents * (0.7 + 0.6 * rand()))))
                 c.order_seq += 1
                 c.order_n += 1
-                ts, iso = stamp(business_second())
+                sec = business_second()
+                ts, iso = stamp(sec)
                 value = {
                     "event_id": f"{cid}-order-{c.order_seq}",
                     "customer_id": cid,
@@ -592,7 +621,7 @@ def _simulate_day(
                     "currency": c.currency,
                     "status": "paid",
                 }
-                append(SyntheticRecord("order", cid, value, ts))
+                append((sec, SyntheticRecord("order", cid, value, ts)))
 
         if silent:
             continue
@@ -620,11 +649,12 @@ def _simulate_day(
                 c.ticket_n += 1
                 csat = 5 if rand() < 0.5 else None
                 nps = 9 + int(rand() * 2) if rand() < 0.3 else None
-                ts, iso = stamp(business_second())
+                sec = business_second()
+                ts, iso = stamp(sec)
                 rec = ticket(
                     c, ts, iso, f"{cid}-t{c.ticket_n}", "praise", "low", "closed", csat, nps
                 )
-                append(rec)
+                append((sec, rec))
             else:
                 kind = "question" if r < 0.62 else "request"
                 r = rand()

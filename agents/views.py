@@ -1,0 +1,46 @@
+"""Worker web views: a customer's current snapshot (``/customers/{id}/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from agents.runtime import Pipeline
+from streams.features import compute
+from streams.partitioning import partition_for
+from streams.state import CustomerState
+from streams.storage import decode_stored
+
+
+def snapshot(state: CustomerState) -> dict[str, Any]:
+    """JSON-ready view of one customer: account, features as of its event time, open alerts."""
+    at = state.evaluated_at or state.last_event_at or 0.0
+    return {
+        "customer_id": state.customer_id,
+        "account": state.account,
+        "as_of": at,
+        "features": compute(state, at),
+        "open_alerts": {
+            rule: {"alert_id": a.get("id"), "status": a["s"], "since": a["since"]}
+            for rule, a in state.alerts.items()
+        },
+    }
+
+
+def register_views(app: faust.App, pipeline: Pipeline) -> None:
+    """Attach the web views to ``app``."""
+
+    @app.page("/customers/{customer_id}/")
+    class CustomerView(View):
+        async def get(self, request: Request, customer_id: str) -> Response:
+            partition = partition_for(customer_id, pipeline.settings.partitions)
+            buf = pipeline.buffers.get(partition)
+            state = buf.states.get(customer_id) if buf else None
+            if state is None:
+                raw = pipeline.table.get(customer_id.encode())
+                if raw is None:
+                    return self.json({"error": "unknown customer on this worker"}, status=404)
+                state = decode_stored(raw)
+            return self.json(snapshot(state))
