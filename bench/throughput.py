@@ -1,0 +1,577 @@
+"""Throughput of churnguard against a raw-consumer ceiling and a textbook Faust app.
+
+One run starts one embedded Tansu broker, creates churnguard's topics, pre-produces the
+synthetic events into the five input topics, then measures, one after the other:
+
+* (a) ceiling: a raw aiokafka consumer (``getmany`` + ``orjson.loads`` + a dict update per
+  event), from connect to the N-th event;
+* (b) naive Faust: ``bench.naive_faust_app`` (one agent, one RocksDB Table written once per
+  event) as a worker subprocess, from its first processed event to its N-th;
+* (c) churnguard: ``python -m agents worker`` as a subprocess (event-time clock), from the
+  first ``churnguard_events_total`` increment to N, polling ``/metrics`` every 0.5 s.
+
+Run ``python -m bench.throughput --help``; see bench/README.md for what the figures mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.broker import EmbeddedBroker, ensure_topics, free_port
+from streams.synthetic import generate_events
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TOPIC_BY_KIND = {
+    "login": "crm.logins",
+    "order": "crm.orders",
+    "ticket": "crm.tickets",
+    "contact": "crm.contacts",
+    "account": "crm.accounts",
+}
+INPUT_TOPICS = list(TOPIC_BY_KIND.values())
+OTHER_TOPICS = [
+    "cs.task-updates",
+    "cs.alerts",
+    "cs.tasks",
+    "cs.customer-health",
+    "churnguard.deadletter",
+    "churnguard.rekeyed",
+    "churnguard.ticks",
+]
+# Historical traffic (a Monday); the churnguard worker runs with the event-time clock.
+START = datetime(2025, 3, 3, tzinfo=UTC)
+SEED = 7
+POLL_S = 0.5
+STOP_GRACE_S = 20.0
+
+# /work/shared/design/broker-notes.md, "Throughput reference" (same 2-core machine; 300,000
+# events of ~214 B, 50,000 keys, 4 partitions).
+REFERENCE: list[tuple[str, int]] = [
+    ("aiokafka producer, batched", 45_000),
+    ("aiokafka getmany + orjson + dict update (ceiling)", 160_000),
+    ("same + pydantic model_validate_json", 92_000),
+    ("faust-streaming agent, no table", 5_900),
+    ("faust-streaming agent + Table (memory)", 2_600),
+    ("faust-streaming agent + Table (rocksdb)", 2_100),
+    ("Quix Streams, RocksDB state + changelog, at-least-once", 23_000),
+    ("Quix Streams, exactly-once", 19_000),
+]
+
+
+class StageError(Exception):
+    """A stage did not finish (timeout, child process died); the run goes on without it."""
+
+
+@dataclass
+class Stage:
+    """Outcome of one measured stage."""
+
+    name: str
+    events: int = 0
+    seconds: float | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float | None:
+        if self.error or not self.seconds:
+            return None
+        return self.events / self.seconds
+
+
+# ------------------------------------------------------------------------------------------
+# Child processes
+# ------------------------------------------------------------------------------------------
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_S) -> None:
+    """SIGTERM the child, SIGKILL it if it is still there after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)
+
+
+@contextmanager
+def child(
+    argv: list[str], env: dict[str, str], log_path: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` from the repository root, output to ``log_path``; always stop it after."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the child in order
+        )
+        try:
+            yield proc
+        finally:
+            stop_process(proc)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    """Our environment plus ``extra``, with the repository root importable."""
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+def check_alive(proc: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+    if proc.poll() is not None:
+        raise StageError(
+            f"{what} exited with code {proc.returncode}; log {log_path}:\n{log_tail(log_path)}"
+        )
+
+
+def http_get(url: str) -> bytes | None:
+    """Body of ``url``, or None while the worker's web server is not answering yet."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            body: bytes = resp.read()
+            return body
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------
+# Produce and ceiling
+# ------------------------------------------------------------------------------------------
+
+
+def build_records(customers: int, events: int) -> list[tuple[str, bytes, bytes]]:
+    """The synthetic events as (topic, key, value) ready to send."""
+    return [
+        (TOPIC_BY_KIND[r.topic_kind], r.key.encode(), orjson.dumps(r.value))
+        for r in generate_events(customers, events, start=START, seed=SEED)
+    ]
+
+
+async def produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) -> Stage:
+    """Send every record with a batching producer (default murmur2 partitioner)."""
+    stage = Stage("produce")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+    )
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
+        stage.seconds = time.perf_counter() - started
+    finally:
+        await producer.stop()
+    stage.events = len(records)
+    stage.details["value_bytes_avg"] = round(
+        sum(len(v) for _, _, v in records) / max(1, len(records)), 1
+    )
+    return stage
+
+
+async def ceiling(bootstrap: str, n: int) -> Stage:
+    """Raw aiokafka consumer: getmany + orjson.loads + per-customer count, until N events."""
+    stage = Stage("ceiling")
+    consumer = AIOKafkaConsumer(
+        *INPUT_TOPICS,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    counts: dict[str, int] = {}
+    read = 0
+    await consumer.start()
+    try:
+        started = time.perf_counter()
+        while read < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            for messages in batches.values():
+                for msg in messages:
+                    customer = orjson.loads(msg.value)["customer_id"]
+                    counts[customer] = counts.get(customer, 0) + 1
+                read += len(messages)
+        stage.seconds = time.perf_counter() - started
+    finally:
+        await consumer.stop()
+    stage.events = read
+    stage.details["customers"] = len(counts)
+    return stage
+
+
+def run_bounded(coro: Coroutine[Any, Any, Stage], limit: float, what: str) -> Stage:
+    """Run an async stage in a fresh event loop, giving up after ``limit`` seconds."""
+
+    async def bounded() -> Stage:
+        async with asyncio.timeout(limit):
+            return await coro
+
+    try:
+        return asyncio.run(bounded())
+    except TimeoutError as exc:
+        raise StageError(f"{what} did not finish within {limit:.0f} s") from exc
+
+
+# ------------------------------------------------------------------------------------------
+# Faust workers
+# ------------------------------------------------------------------------------------------
+
+
+def run_naive(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -> Stage:
+    """Stage (b): bench.naive_faust_app as a worker; timing comes from its progress view."""
+    stage = Stage("naive_faust")
+    port = free_port()
+    log_path = workdir / "naive-faust.log"
+    env = child_env(
+        {
+            "BENCH_NAIVE_BROKER": broker.url,
+            "BENCH_NAIVE_APP_ID": "bench-naive-faust",
+            "BENCH_NAIVE_DATADIR": str(workdir / "naive-data"),
+            "BENCH_NAIVE_PARTITIONS": str(args.partitions),
+            "BENCH_NAIVE_WEB_PORT": str(port),
+            "BENCH_NAIVE_TARGET": str(args.events),
+            "BENCH_NAIVE_TOPICS": ",".join(INPUT_TOPICS),
+        }
+    )
+    argv = [sys.executable, "-m", "faust", "-A", "bench.naive_faust_app", "worker", "-l", "warn"]
+    url = f"http://127.0.0.1:{port}/bench/progress/"
+    spawned = time.time()
+    deadline = time.monotonic() + args.timeout
+    progress: dict[str, Any] = {}
+    with child(argv, env, log_path) as proc:
+        while True:
+            check_alive(proc, "naive Faust worker", log_path)
+            body = http_get(url)
+            if body is not None:
+                progress = json.loads(body)
+                if progress.get("target_ts") is not None:
+                    break
+            if time.monotonic() > deadline:
+                raise StageError(
+                    f"naive Faust processed {progress.get('count', 0):,} of {args.events:,} "
+                    f"events in {args.timeout:.0f} s"
+                )
+            time.sleep(POLL_S)
+    stage.events = args.events
+    stage.seconds = progress["target_ts"] - progress["first_ts"]
+    stage.details["startup_s"] = round(progress["first_ts"] - spawned, 1)
+    stage.details["table_writes_per_event"] = 1.0
+    return stage
+
+
+def churnguard_metrics(url: str) -> dict[str, Any] | None:
+    """Input events by outcome and flushed states from the worker's /metrics."""
+    body = http_get(url)
+    if body is None:
+        return None
+    outcomes: dict[str, float] = {}
+    flushed = 0.0
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "churnguard_events_total":
+                outcome = sample.labels.get("outcome", "")
+                outcomes[outcome] = outcomes.get(outcome, 0.0) + sample.value
+            elif sample.name == "churnguard_flushed_states_total":
+                flushed += sample.value
+    # A re-keyed event is counted again at its final outcome (none with murmur2 keys).
+    done = sum(v for k, v in outcomes.items() if k != "rekeyed")
+    return {"done": int(done), "outcomes": outcomes, "flushed": int(flushed)}
+
+
+def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -> Stage:
+    """Stage (c): the churnguard worker; timing by polling churnguard_events_total."""
+    stage = Stage("churnguard")
+    port = free_port()
+    log_path = workdir / "churnguard.log"
+    env = child_env(
+        {
+            "CHURNGUARD_BROKER": broker.url,
+            "CHURNGUARD_DATA_DIR": str(workdir / "churnguard-data"),
+            "CHURNGUARD_WEB_PORT": str(port),
+            "CHURNGUARD_PARTITIONS": str(args.partitions),
+            "CHURNGUARD_BROKER_SESSION_TIMEOUT_S": "6",
+            "CHURNGUARD_BROKER_HEARTBEAT_INTERVAL_S": "1",
+            "CHURNGUARD_CLOCK": "event",
+            "CHURNGUARD_APP_ID": "bench-churnguard",
+        }
+    )
+    argv = [sys.executable, "-m", "agents", "worker", "-l", "warn"]
+    url = f"http://127.0.0.1:{port}/metrics"
+    spawned = time.monotonic()
+    deadline = spawned + args.timeout
+    first_at: float | None = None
+    done_at: float | None = None
+    snap: dict[str, Any] | None = None
+    with child(argv, env, log_path) as proc:
+        while done_at is None:
+            check_alive(proc, "churnguard worker", log_path)
+            snap = churnguard_metrics(url) or snap
+            now = time.monotonic()
+            if snap is not None and snap["done"] > 0 and first_at is None:
+                first_at = now
+            if snap is not None and snap["done"] >= args.events:
+                done_at = now
+                break
+            if now > deadline:
+                got = snap["done"] if snap else 0
+                raise StageError(
+                    f"churnguard processed {got:,} of {args.events:,} events in "
+                    f"{args.timeout:.0f} s"
+                )
+            time.sleep(POLL_S)
+        # The last buffered states are written at the next tick (1 s): wait until the
+        # flushed-states counter holds still for two seconds.
+        settle_deadline = time.monotonic() + 30
+        stable_since = time.monotonic()
+        while time.monotonic() < settle_deadline:
+            time.sleep(POLL_S)
+            check_alive(proc, "churnguard worker", log_path)
+            fresh = churnguard_metrics(url)
+            if fresh is None:
+                continue
+            if snap is None or fresh["flushed"] != snap["flushed"]:
+                stable_since = time.monotonic()
+            snap = fresh
+            if time.monotonic() - stable_since >= 2.0:
+                break
+    assert first_at is not None and snap is not None
+    stage.events = args.events
+    stage.seconds = done_at - first_at
+    stage.details["startup_s"] = round(first_at - spawned, 1)
+    stage.details["outcomes"] = {k: int(v) for k, v in sorted(snap["outcomes"].items())}
+    stage.details["flushed_states"] = snap["flushed"]
+    stage.details["states_written_per_event"] = round(snap["flushed"] / args.events, 4)
+    stage.details["poll_interval_s"] = POLL_S
+    return stage
+
+
+# ------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------
+
+
+def _fmt_rate(rate: float | None) -> str:
+    return f"{rate:,.0f}" if rate is not None else "n/a"
+
+
+def _ratio(num: Stage | None, den: Stage | None) -> float | None:
+    if num is None or den is None or num.rate is None or den.rate is None:
+        return None
+    return num.rate / den.rate
+
+
+def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str, Any]) -> str:
+    labels = {
+        "produce": "produce: aiokafka, batched (linger 20 ms, 512 KiB)",
+        "ceiling": "(a) ceiling: aiokafka getmany + orjson + dict",
+        "naive_faust": "(b) naive Faust: agent + RocksDB Table per event",
+        "churnguard": "(c) churnguard worker (write-behind, event clock)",
+    }
+    width = max(len(v) for v in (*labels.values(), *(f"  {r}" for r, _ in REFERENCE)))
+    lines = [
+        f"churnguard throughput: {args.events:,} events, {args.customers:,} customers, "
+        f"{args.partitions} partitions, embedded Tansu, {os.cpu_count()} CPUs",
+        "",
+        f"{'stage':<{width}}  {'events/s':>9}  {'seconds':>8}  notes",
+        f"{'-' * width}  {'-' * 9}  {'-' * 8}  -----",
+    ]
+    for key, label in labels.items():
+        stage = stages.get(key)
+        if stage is None:
+            lines.append(f"{label:<{width}}  {'skipped':>9}")
+            continue
+        secs = f"{stage.seconds:.1f}" if stage.seconds is not None else "-"
+        notes = _notes(stage)
+        lines.append(f"{label:<{width}}  {_fmt_rate(stage.rate):>9}  {secs:>8}  {notes}")
+    lines.append("")
+    for name, value in ratios.items():
+        shown = f"{value:.3f}" if value is not None else "n/a"
+        lines.append(f"{name:<{width}}  {shown:>9}")
+    lines += [
+        "",
+        "reference (broker-notes.md, same machine, 300k events of ~214 B, 50k keys, 4 p.)",
+    ]
+    for label, rate in REFERENCE:
+        lines.append(f"  {label:<{width - 2}}  {rate:>9,}")
+    return "\n".join(lines)
+
+
+def _notes(stage: Stage) -> str:
+    if stage.error:
+        return "FAILED: " + stage.error.splitlines()[0]
+    d = stage.details
+    if stage.name == "produce":
+        return f"values avg {d['value_bytes_avg']} B"
+    if stage.name == "ceiling":
+        return f"{d['customers']:,} customers counted"
+    if stage.name == "naive_faust":
+        return f"start-up + join {d['startup_s']} s (excluded); 1 table write per event"
+    if stage.name == "churnguard":
+        outcomes = ", ".join(f"{k} {v:,}" for k, v in d["outcomes"].items())
+        return (
+            f"start-up + join {d['startup_s']} s (excluded); "
+            f"{d['states_written_per_event']:.3f} states written per event; {outcomes}"
+        )
+    return ""
+
+
+# ------------------------------------------------------------------------------------------
+# Main
+# ------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.throughput",
+        description=(
+            "Measure events/s of a raw aiokafka consumer (ceiling), a naive Faust app with a "
+            "RocksDB table and the churnguard worker on the same synthetic events, against "
+            "one embedded Tansu broker started for the run."
+        ),
+    )
+    parser.add_argument("--events", type=int, default=300_000, help="events (default 300000)")
+    parser.add_argument(
+        "--customers", type=int, default=50_000, help="distinct customers (default 50000)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=4, help="partitions of every topic (default 4)"
+    )
+    parser.add_argument("--skip-naive", action="store_true", help="skip stage (b)")
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds allowed per stage (default 900)"
+    )
+    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep logs and RocksDB data here (default: a temporary directory, removed)",
+    )
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.customers < 1 or args.partitions < 1 or args.timeout <= 0:
+        parser.error("--events, --customers, --partitions and --timeout must be positive")
+    return args
+
+
+def _raise_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict[str, Any]]:
+    stages: dict[str, Stage] = {}
+
+    def measure(name: str, fn: Callable[[], Stage]) -> None:
+        try:
+            stages[name] = fn()
+        except StageError as exc:
+            stages[name] = Stage(name, error=str(exc))
+            print(f"stage {name} failed: {exc}", file=sys.stderr)
+
+    generated = time.perf_counter()
+    records = build_records(args.customers, args.events)
+    generate_s = time.perf_counter() - generated
+
+    broker = EmbeddedBroker(log_path=workdir / "tansu.log")
+    broker.start()
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap, INPUT_TOPICS + OTHER_TOPICS, args.partitions))
+        stages["produce"] = run_bounded(produce(broker.bootstrap, records), args.timeout, "produce")
+        stages["produce"].details["generate_s"] = round(generate_s, 1)
+        del records
+        measure(
+            "ceiling",
+            lambda: run_bounded(ceiling(broker.bootstrap, args.events), args.timeout, "ceiling"),
+        )
+        if not args.skip_naive:
+            measure("naive_faust", lambda: run_naive(broker, args, workdir))
+        measure("churnguard", lambda: run_churnguard(broker, args, workdir))
+    finally:
+        broker.stop()
+    ratios = {
+        "c/a (churnguard / ceiling)": _ratio(stages.get("churnguard"), stages.get("ceiling")),
+        "c/b (churnguard / naive Faust)": _ratio(
+            stages.get("churnguard"), stages.get("naive_faust")
+        ),
+    }
+    return stages, ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        stages, ratios = run(args, args.workdir.resolve())
+    else:
+        with tempfile.TemporaryDirectory(prefix="churnguard-bench-") as tmp:
+            stages, ratios = run(args, Path(tmp))
+    print(render(args, stages, ratios))
+    if args.json_out is not None:
+        result = {
+            "params": {
+                "events": args.events,
+                "customers": args.customers,
+                "partitions": args.partitions,
+                "start": START.isoformat(),
+                "seed": SEED,
+            },
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },
+            "stages": {
+                name: {**asdict(stage), "events_per_s": stage.rate}
+                for name, stage in stages.items()
+            },
+            "ratios": ratios,
+            "reference_events_per_s": dict(REFERENCE),
+        }
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    return 1 if any(stage.error for stage in stages.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,586 @@
+"""Tests of the pure rules engine (rules.engine) with the built-in pack and small tmp packs."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import rules
+from rules.engine import Engine, EngineConfig, Output, Result, alert_id_for, run_batch
+from rules.loader import RuleSet, load_rules
+from schemas import (
+    AccountEvent,
+    AlertEvent,
+    ContactEvent,
+    InputEvent,
+    LoginEvent,
+    TaskEvent,
+    TicketEvent,
+)
+from streams.features import compute
+from streams.state import DAY, CustomerState
+
+CORE_PACK = Path(rules.__file__).resolve().parent / "packs" / "core.yaml"
+CID = "cust-1"
+T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+WALL = datetime(2030, 1, 1, tzinfo=UTC)
+_seq = itertools.count()
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _common(when: datetime, customer_id: str, event_id: str | None) -> dict[str, Any]:
+    return {
+        "event_id": event_id or f"e-{next(_seq)}",
+        "customer_id": customer_id,
+        "occurred_at": when,
+    }
+
+
+def login(when: datetime, customer_id: str = CID, event_id: str | None = None) -> LoginEvent:
+    return LoginEvent(**_common(when, customer_id, event_id), user_id="u-1", channel="web")
+
+
+def account(
+    when: datetime, customer_id: str = CID, event_id: str | None = None, **fields: Any
+) -> AccountEvent:
+    values: dict[str, Any] = {"name": "Acme", "owner": "am-7", "csm": "csm-3"}
+    values.update(fields)
+    return AccountEvent(**_common(when, customer_id, event_id), **values)
+
+
+def ticket(
+    when: datetime,
+    ticket_id: str,
+    status: str = "opened",
+    kind: str = "complaint",
+    customer_id: str = CID,
+    event_id: str | None = None,
+) -> TicketEvent:
+    return TicketEvent(
+        **_common(when, customer_id, event_id),
+        ticket_id=ticket_id,
+        kind=kind,
+        severity="high",
+        status=status,
+    )
+
+
+def contact(
+    when: datetime,
+    contact_id: str,
+    change: str,
+    is_key: bool = True,
+    name: str = "Ada",
+    customer_id: str = CID,
+    event_id: str | None = None,
+) -> ContactEvent:
+    return ContactEvent(
+        **_common(when, customer_id, event_id),
+        contact_id=contact_id,
+        name=name,
+        is_key_contact=is_key,
+        change=change,
+    )
+
+
+@pytest.fixture(scope="module")
+def core() -> RuleSet:
+    return load_rules([CORE_PACK])
+
+
+def make_engine(ruleset: RuleSet, **config: Any) -> Engine:
+    return Engine(ruleset, EngineConfig(**config), wall_clock=WALL.timestamp)
+
+
+def pack(tmp_path: Path, text: str, name: str = "pack.yaml") -> RuleSet:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return load_rules([path])
+
+
+def alerts(result: Result, rule_id: str | None = None) -> list[AlertEvent]:
+    return [
+        o
+        for o in result.outputs
+        if isinstance(o, AlertEvent) and (rule_id is None or o.rule_id == rule_id)
+    ]
+
+
+def tasks(result: Result, rule_id: str | None = None) -> list[TaskEvent]:
+    return [
+        o
+        for o in result.outputs
+        if isinstance(o, TaskEvent) and (rule_id is None or o.rule_id == rule_id)
+    ]
+
+
+def summary(outputs: list[Output]) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    for o in outputs:
+        if isinstance(o, AlertEvent):
+            out.append(("alert", o.rule_id, o.status, o.fired_at, o.resolved_at, o.alert_id))
+        else:
+            out.append(("task", o.rule_id, o.status, o.due_at, o.task_id, o.assignee))
+    return out
+
+
+def feed(engine: Engine, state: CustomerState, events: list[InputEvent]) -> Result:
+    total = Result()
+    for event in events:
+        total.extend(engine.apply(state, event))
+    return total
+
+
+# -- inactivity ------------------------------------------------------------------------------------
+def test_inactivity_fires_exactly_fourteen_days_after_last_login(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    start = feed(engine, state, [account(T0 - timedelta(hours=1)), login(T0)])
+    assert start.outputs == []
+    due = T0.timestamp() + 14 * DAY
+
+    early = engine.advance(state, due - 1)
+    assert alerts(early, "inactivity") == []
+    assert early.errors == []
+    assert engine.next_deadline(state) == due
+
+    fired = engine.advance(state, due)
+    [alert] = alerts(fired, "inactivity")
+    assert alert.status == "firing"
+    assert alert.fired_at == T0 + timedelta(days=14)
+    assert alert.resolved_at is None
+    assert alert.severity == "medium"
+    assert alert.summary == "Acme: no login for 14 days"
+    assert alert.evidence["days_since_last_login"] == 14
+    assert alert.emitted_at == WALL
+    [task] = tasks(fired, "inactivity")
+    assert task.status == "open"
+    assert task.alert_id == alert.alert_id
+    assert (task.assignee, task.assignee_role, task.cc) == ("csm-3", "csm", ["am-7"])
+    assert task.due_at == alert.fired_at + timedelta(hours=72)
+    assert task.priority == "medium"
+    assert task.playbook == "re-engagement"
+    assert state.alerts["inactivity"]["s"] == "firing"
+
+    # advancing further does not fire again
+    assert alerts(engine.advance(state, due + 3 * DAY), "inactivity") == []
+
+
+def test_login_resolves_inactivity_and_cancels_task(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    feed(engine, state, [account(T0 - timedelta(hours=1)), login(T0)])
+    fired = engine.advance(state, T0.timestamp() + 15 * DAY)
+    [opened] = tasks(fired, "inactivity")
+    [firing] = alerts(fired, "inactivity")
+
+    back = T0 + timedelta(days=15, hours=2)
+    result = engine.apply(state, login(back))
+    [resolved] = alerts(result, "inactivity")
+    assert resolved.status == "resolved"
+    assert resolved.alert_id == firing.alert_id
+    assert resolved.fired_at == firing.fired_at
+    assert resolved.resolved_at == back
+    [cancelled] = tasks(result, "inactivity")
+    assert cancelled.status == "cancelled"
+    assert cancelled.task_id == opened.task_id
+    assert cancelled.alert_id == firing.alert_id
+    assert "inactivity" not in state.alerts
+
+
+def test_event_without_advance_fires_and_resolves_in_same_order(core: RuleSet) -> None:
+    events = [account(T0 - timedelta(hours=1)), login(T0)]
+    comeback = login(T0 + timedelta(days=20))
+
+    swept = make_engine(core)
+    s1 = CustomerState(CID)
+    out1 = feed(swept, s1, events).outputs
+    out1 += swept.advance(s1, T0.timestamp() + 16 * DAY).outputs
+    out1 += swept.apply(s1, comeback).outputs
+
+    direct = make_engine(core)
+    s2 = CustomerState(CID)
+    out2 = feed(direct, s2, events).outputs
+    out2 += direct.apply(s2, comeback).outputs
+
+    def key(outputs: list[Output]) -> list[tuple[str, str, datetime]]:
+        return [(o.rule_id, o.status, o.fired_at) for o in outputs if isinstance(o, AlertEvent)]
+
+    fired = T0 + timedelta(days=14)
+    assert key(out2) == [("inactivity", "firing", fired), ("inactivity", "resolved", fired)]
+    assert key(out1) == key(out2)
+    assert summary(out1) == summary(out2)
+    assert s1.to_bytes() == s2.to_bytes()
+
+
+# -- complaint spike ----------------------------------------------------------------------------
+def test_complaint_spike_fires_with_zero_baseline_and_resolves_after_ageing_out(
+    core: RuleSet,
+) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    day = T0 + timedelta(days=1)
+    feed(engine, state, [account(T0), login(T0)])
+    first_two = feed(engine, state, [ticket(day, "t-1"), ticket(day + timedelta(hours=1), "t-2")])
+    assert alerts(first_two, "complaint-spike") == []
+    third = engine.apply(state, ticket(day + timedelta(hours=2), "t-3"))
+    [alert] = alerts(third, "complaint-spike")
+    assert alert.status == "firing"
+    assert alert.fired_at == day + timedelta(hours=2)
+    assert alert.evidence == {"complaints_7d": 3, "complaints_90d_weekly_baseline": 0.0}
+    assert alert.summary == "Acme: 3 complaints in 7 days (baseline 0.00/week)"
+    [task] = tasks(third, "complaint-spike")
+    assert task.priority == "high"
+    assert task.due_at == alert.fired_at + timedelta(hours=24)
+
+    # still firing on the last day the complaints are within the 7-day window
+    last_day = datetime(2024, 3, 8, 23, 59, tzinfo=UTC)
+    assert alerts(engine.advance(state, last_day.timestamp()), "complaint-spike") == []
+    later = engine.advance(state, (day + timedelta(days=8)).timestamp())
+    [resolved] = alerts(later, "complaint-spike")
+    assert resolved.status == "resolved"
+    assert resolved.alert_id == alert.alert_id
+    assert resolved.resolved_at == datetime(2024, 3, 9, tzinfo=UTC)  # day + 7, midnight
+    assert [t.status for t in tasks(later, "complaint-spike")] == ["cancelled"]
+
+
+def test_complaint_spike_needs_three_complaints(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    day = T0 + timedelta(days=1)
+    events: list[InputEvent] = [
+        ticket(day, "t-1"),
+        ticket(day, "t-2"),
+        ticket(day, "t-3", kind="incident"),  # not a complaint
+        ticket(day, "t-1", status="reopened"),  # same ticket again
+    ]
+    assert alerts(feed(engine, state, events), "complaint-spike") == []
+
+
+def test_complaint_spike_silent_when_own_baseline_is_high(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    spike = T0 + timedelta(days=100)
+    # a steady two complaints per week (every 4 days) for three months before the spike: no
+    # 7-day window ever holds three of them
+    events: list[InputEvent] = [account(T0)]
+    events += [
+        ticket(spike - timedelta(days=d), f"base-{d}") for d in range(92, 7, -4)
+    ]  # days spike-92 ... spike-8
+    events += [ticket(spike + timedelta(hours=h), f"spike-{h}") for h in range(3)]
+    result = feed(engine, state, events)
+    at = (spike + timedelta(hours=2)).timestamp()
+    values = compute(state, at, frozenset({"complaints_7d", "complaints_90d_weekly_baseline"}))
+    assert values["complaints_7d"] == 3
+    assert values["complaints_90d_weekly_baseline"] == pytest.approx(22 * 7 / 90)
+    assert alerts(result, "complaint-spike") == []
+    assert result.errors == []
+
+
+# -- key contact departed ----------------------------------------------------------------------
+def test_key_contact_departed_alert_and_task_to_owner(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    left = T0 + timedelta(days=2)
+    feed(engine, state, [account(T0), login(T0), contact(T0, "c-9", "added", name="Ada")])
+    result = engine.apply(state, contact(left, "c-9", "departed", name="Ada"))
+    [alert] = alerts(result, "key-contact-departed")
+    assert alert.status == "firing"
+    assert alert.fired_at == left
+    assert alert.summary == "Acme: key contact Ada left"
+    assert alert.labels == {"team": "customer-success", "family": "relationship"}
+    assert alert.evidence == {"key_contacts_departed_30d": 1}
+    [task] = tasks(result, "key-contact-departed")
+    assert task.assignee == "am-7"
+    assert task.assignee_role == "owner"
+    assert task.cc == ["csm-3", "sales_director"]  # csm from the account; unknown role kept
+    assert task.due_at == left + timedelta(hours=24)
+    assert task.playbook == "relationship-rescue"
+    assert task.priority == "high"
+    assert task.title == alert.summary
+
+
+def test_key_contact_departure_resolves_after_thirty_days(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    left = T0 + timedelta(days=2)
+    feed(engine, state, [account(T0), contact(left, "c-9", "departed")])
+    early = engine.advance(state, (left + timedelta(days=30)).timestamp() - 1)
+    assert alerts(early, "key-contact-departed") == []
+    later = engine.advance(state, (left + timedelta(days=31)).timestamp())
+    [resolved] = alerts(later, "key-contact-departed")
+    assert resolved.status == "resolved"
+    # the 30-day window ends at left + 30d; with day granularity the resolution is evaluated
+    # at the first deadline from then on: here the inactivity rule's whole-day mark (first
+    # seen 09:30, like the departure), otherwise the next UTC midnight
+    assert resolved.resolved_at == left + timedelta(days=30)
+
+
+def test_task_cc_left_as_role_name_when_account_lacks_it(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    events: list[InputEvent] = [account(T0, csm=None), contact(T0, "c-9", "departed")]
+    [task] = tasks(feed(engine, state, events), "key-contact-departed")
+    assert task.assignee == "am-7"
+    assert task.cc == ["csm", "sales_director"]
+
+
+def test_fallback_assignee_when_account_lacks_role(core: RuleSet) -> None:
+    engine = make_engine(core, fallback_assignee="triage")
+    state = CustomerState(CID)
+    # no csm on the account: inactivity (assignee csm) falls back
+    feed(engine, state, [account(T0, csm=None), login(T0)])
+    [task] = tasks(engine.advance(state, T0.timestamp() + 14 * DAY), "inactivity")
+    assert task.assignee == "triage"
+    assert task.assignee_role == "fallback"
+    assert task.cc == ["am-7"]
+
+
+def test_default_fallback_assignee_without_account(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    [task] = tasks(engine.apply(state, contact(T0, "c-9", "departed")), "key-contact-departed")
+    assert (task.assignee, task.assignee_role) == ("cs-queue", "fallback")
+    assert task.cc == ["csm", "sales_director"]
+
+
+# -- cooldown -------------------------------------------------------------------------------------
+OPEN_TICKET_RULE = """\
+- id: open-ticket
+  when: open_tickets > 0
+  severity: low
+  cooldown: 1d
+  summary: "{{ name }} has {{ open_tickets }} open tickets"
+"""
+
+
+def test_cooldown_blocks_refire_until_it_ends(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, OPEN_TICKET_RULE))
+    state = CustomerState(CID)
+    t = T0.timestamp()
+    fired = engine.apply(state, ticket(T0, "t-1"))
+    assert [(a.status, a.fired_at) for a in alerts(fired)] == [("firing", T0)]
+    assert tasks(fired) == []  # the rule has no task
+    resolved = engine.apply(state, ticket(T0 + timedelta(hours=1), "t-1", status="closed"))
+    assert [a.status for a in alerts(resolved)] == ["resolved"]
+
+    blocked = engine.apply(state, ticket(T0 + timedelta(hours=2), "t-2"))
+    assert blocked.outputs == []
+    assert engine.next_deadline(state) == t + DAY
+    assert engine.advance(state, t + DAY - 1).outputs == []
+    refired = engine.advance(state, t + DAY)
+    [alert] = alerts(refired)
+    assert alert.status == "firing"
+    assert alert.fired_at == T0 + timedelta(days=1)
+    assert alert.alert_id != alerts(fired)[0].alert_id
+
+
+def test_core_complaint_spike_cooldown_delays_refire(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    first = datetime(2024, 3, 2, 23, tzinfo=UTC)
+    feed(engine, state, [account(T0), login(T0)])
+    spike = feed(engine, state, [ticket(first + timedelta(minutes=m), f"a-{m}") for m in (0, 1, 2)])
+    assert [a.status for a in alerts(spike, "complaint-spike")] == ["firing"]
+    fired_at = (first + timedelta(minutes=2)).timestamp()
+
+    # the complaints age out at midnight, 6 days later: resolved, still within the 7-day cooldown
+    again = datetime(2024, 3, 9, 1, tzinfo=UTC)
+    second = feed(engine, state, [ticket(again + timedelta(minutes=m), f"b-{m}") for m in (0, 1, 2)])
+    assert [(a.status, a.resolved_at) for a in alerts(second, "complaint-spike")] == [
+        ("resolved", datetime(2024, 3, 9, tzinfo=UTC))
+    ]
+    values = compute(state, again.timestamp() + 300, frozenset({"complaints_7d"}))
+    assert values == {"complaints_7d": 3}  # the rule holds again, but cooldown blocks it
+    cooldown_end = fired_at + 7 * DAY
+    assert engine.advance(state, cooldown_end - 1).outputs == []
+    refired = engine.advance(state, cooldown_end)
+    [alert] = alerts(refired, "complaint-spike")
+    assert alert.status == "firing"
+    assert alert.fired_at.timestamp() == cooldown_end
+
+
+# -- determinism -----------------------------------------------------------------------------
+def test_alert_ids_are_deterministic_across_engines(core: RuleSet) -> None:
+    events: list[InputEvent] = [
+        account(T0),
+        login(T0),
+        contact(T0 + timedelta(days=1), "c-9", "departed"),
+        login(T0 + timedelta(days=20)),
+    ]
+    runs = []
+    for _ in range(2):
+        engine = Engine(load_rules([CORE_PACK]), wall_clock=WALL.timestamp)
+        state = CustomerState(CID)
+        runs.append(summary(feed(engine, state, events).outputs))
+    assert runs[0] == runs[1]
+    ids = {row[-1] for row in runs[0] if row[0] == "alert"}
+    assert len(ids) == 2  # key-contact-departed and inactivity
+
+    rule = core.rules[2]
+    fired_at = (T0 + timedelta(days=1)).timestamp()
+    assert alert_id_for(CID, rule, fired_at) in ids
+    assert alert_id_for("other", rule, fired_at) not in ids
+    assert alert_id_for(CID, rule, fired_at + 1) not in ids
+
+
+def test_run_batch_creates_states_and_skips_duplicates(core: RuleSet) -> None:
+    engine = make_engine(core)
+    states: dict[str, CustomerState] = {}
+    departure = contact(T0, "c-9", "departed", customer_id="b")
+    result = run_batch(engine, states, [account(T0, customer_id="a"), departure, departure])
+    assert set(states) == {"a", "b"}
+    assert result.applied is True
+    assert [a.customer_id for a in alerts(result)] == ["b"]
+    again = run_batch(engine, states, [departure])
+    assert again.applied is False
+    assert again.outputs == []
+
+
+def test_duplicate_event_is_not_evaluated(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    event = contact(T0, "c-9", "departed")
+    assert engine.apply(state, event).applied is True
+    before = state.to_bytes()
+    again = engine.apply(state, event)
+    assert (again.applied, again.outputs, again.evaluations) == (False, [], 0)
+    assert state.to_bytes() == before
+
+
+# -- for: -------------------------------------------------------------------------------------
+PENDING_RULE = """\
+- id: lingering-ticket
+  when: open_tickets > 0
+  for: 2h
+  severity: medium
+  summary: "{{ customer_id }}: a ticket open for two hours"
+"""
+
+
+def test_for_rule_stays_pending_then_fires_after_duration(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, PENDING_RULE))
+    state = CustomerState(CID)
+    t = T0.timestamp()
+    opened = engine.apply(state, ticket(T0, "t-1"))
+    assert opened.outputs == []
+    assert state.alerts["lingering-ticket"] == {"s": "pending", "since": t}
+    assert engine.next_deadline(state) == t + 2 * 3600
+
+    # an unrelated event inside the window keeps it pending, since unchanged
+    assert engine.apply(state, ticket(T0 + timedelta(hours=1), "t-2")).outputs == []
+    assert state.alerts["lingering-ticket"]["since"] == t
+    assert engine.advance(state, t + 2 * 3600 - 1).outputs == []
+
+    fired = engine.advance(state, t + 2 * 3600)
+    [alert] = alerts(fired)
+    assert alert.status == "firing"
+    assert alert.fired_at == T0 + timedelta(hours=2)
+    assert alert.summary == "cust-1: a ticket open for two hours"
+
+
+def test_for_rule_pending_cleared_when_condition_ends(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, PENDING_RULE))
+    state = CustomerState(CID)
+    engine.apply(state, ticket(T0, "t-1"))
+    closed = engine.apply(state, ticket(T0 + timedelta(hours=1), "t-1", status="closed"))
+    assert closed.outputs == []
+    assert "lingering-ticket" not in state.alerts
+    assert engine.next_deadline(state) is None
+    assert engine.advance(state, T0.timestamp() + 10 * DAY).outputs == []
+    # a later event after the window does not fire from the stale start either
+    late = engine.apply(state, ticket(T0 + timedelta(days=1), "t-9"))
+    assert late.outputs == []
+    assert state.alerts["lingering-ticket"]["since"] == (T0 + timedelta(days=1)).timestamp()
+
+
+def test_for_rule_fires_on_event_after_duration_without_sweep(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, PENDING_RULE))
+    state = CustomerState(CID)
+    engine.apply(state, ticket(T0, "t-1"))
+    result = engine.apply(state, login(T0 + timedelta(hours=5)))
+    assert [(a.status, a.fired_at) for a in alerts(result)] == [
+        ("firing", T0 + timedelta(hours=2))
+    ]
+
+
+# -- runtime errors ------------------------------------------------------------------------------
+def test_cel_runtime_type_error_is_reported_not_raised(tmp_path: Path) -> None:
+    broken = (
+        "- id: broken\n"
+        "  when: name + 1 > 0\n"
+        "  severity: low\n"
+        "  summary: broken\n"
+    )
+    ruleset = pack(tmp_path, broken + OPEN_TICKET_RULE)
+    engine = make_engine(ruleset)
+    state = CustomerState(CID)
+    result = engine.apply(state, ticket(T0, "t-1"))
+    [error] = result.errors
+    assert error.rule_id == "broken"
+    assert error.customer_id == CID
+    assert error.message
+    # the other rule is still evaluated and fires
+    assert [(a.rule_id, a.status) for a in alerts(result)] == [("open-ticket", "firing")]
+    assert result.evaluations == 2
+    assert "broken" not in state.alerts
+
+
+# -- property: sweeps never change the outcome ------------------------------------------------
+@st.composite
+def timelines(draw: st.DrawFn) -> list[tuple[float, InputEvent | None]]:
+    """In-order events over ~120 days, with optional sweeps (None) in between."""
+    steps = draw(st.lists(st.integers(0, 6 * 86400), min_size=1, max_size=25))
+    out: list[tuple[float, InputEvent | None]] = []
+    t = T0
+    for i, gap in enumerate(steps):
+        if draw(st.booleans()):
+            out.append(((t + timedelta(seconds=draw(st.integers(0, gap)))).timestamp(), None))
+        t += timedelta(seconds=gap)
+        kind = draw(st.sampled_from(["login", "complaint", "added", "departed", "account"]))
+        event: InputEvent
+        if kind == "login":
+            event = login(t, event_id=f"p-{i}")
+        elif kind == "complaint":
+            event = ticket(t, f"t-{draw(st.integers(0, 4))}", event_id=f"p-{i}")
+        elif kind == "account":
+            event = account(t, event_id=f"p-{i}", csm=draw(st.sampled_from([None, "csm-1"])))
+        else:
+            event = contact(t, f"c-{draw(st.integers(0, 2))}", kind, event_id=f"p-{i}")
+        out.append((t.timestamp(), event))
+    out.append(((t + timedelta(days=40)).timestamp(), None))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(timeline=timelines())
+def test_sweeps_do_not_change_outputs(timeline: list[tuple[float, InputEvent | None]]) -> None:
+    ruleset = load_rules([CORE_PACK])
+    swept, direct = make_engine(ruleset), make_engine(ruleset)
+    s1, s2 = CustomerState(CID), CustomerState(CID)
+    out1: list[Output] = []
+    out2: list[Output] = []
+    for ts, event in timeline:
+        if event is None:
+            out1 += swept.advance(s1, ts).outputs
+        else:
+            out1 += swept.apply(s1, event).outputs
+            out2 += direct.apply(s2, event).outputs
+    end = timeline[-1][0]
+    out1 += swept.advance(s1, end).outputs
+    out2 += direct.advance(s2, end).outputs
+    assert summary(out1) == summary(out2)
+    assert s1.to_bytes() == s2.to_bytes()
+    # per rule, alerts alternate firing -> resolved
+    for rule in ruleset.rules:
+        statuses = [o.status for o in out1 if isinstance(o, AlertEvent) and o.rule_id == rule.id]
+        assert statuses == ["firing", "resolved"] * (len(statuses) // 2) + (
+            ["firing"] if len(statuses) % 2 else []
+        )
