@@ -60,22 +60,22 @@ def _bootstrap_of(url: str) -> str:
     return ",".join(part.split("://")[-1] for part in url.split(";"))
 
 
-def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    if proc.poll() is not None:
+async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float = 20.0) -> None:
+    if proc.returncode is not None:
         return
-    proc.send_signal(signal.SIGTERM)
+    proc.terminate()
     try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+        await asyncio.wait_for(proc.wait(), grace_s)
+    except TimeoutError:
         proc.kill()
-        proc.wait(5)
+        await proc.wait()
 
 
 async def run_demo(settings: Settings, opts: DemoOptions) -> None:
     """Run broker (unless CHURNGUARD_BROKER is set), worker and traffic; print outputs."""
     workdir = Path(tempfile.mkdtemp(prefix="churnguard-demo-"))
     broker: EmbeddedBroker | None = None
-    worker: subprocess.Popen[bytes] | None = None
+    worker: asyncio.subprocess.Process | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -102,14 +102,15 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
             "CHURNGUARD_BROKER_SESSION_TIMEOUT_S": "6",
             "CHURNGUARD_BROKER_HEARTBEAT_INTERVAL_S": "1",
         }
-        log_file = (workdir / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "agents", "worker", "-l", "info"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (workdir / "worker.log").open("wb") as log_file:
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "agents", "worker", "-l", "info"),
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         click.echo(
             f"demo: worker pid {worker.pid}, metrics http://127.0.0.1:{web_port}/metrics, "
             f"log {workdir / 'worker.log'}"
@@ -126,7 +127,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=opts.duration)
-        if worker.poll() is not None:
+        if worker.returncode is not None:
             click.echo(f"demo: the worker exited early (code {worker.returncode}); see its log")
     finally:
         for task in tasks:
@@ -137,7 +138,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         if worker is not None:
-            _stop_process(worker)
+            await _stop_process(worker)
         if broker is not None:
             broker.stop()
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())) or "nothing"

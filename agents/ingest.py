@@ -47,7 +47,7 @@ def _ingest_agent(
     pipeline: Pipeline, kind: str | None
 ) -> Callable[[StreamT[Any]], Awaitable[None]]:
     async def ingest(stream: StreamT[Any]) -> None:
-        events: AsyncIterable[Any] = stream.noack().events()
+        events: AsyncIterable[Any] = stream.noack().events()  # type: ignore[attr-defined]
         async for event in events:
             await pipeline.handle(kind, event)
 
@@ -71,7 +71,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
     app.agent(topics.rekeyed, name="churnguard.ingest.rekeyed")(_ingest_agent(pipeline, None))
 
     async def sweep(stream: StreamT[Any]) -> None:
-        async for event in stream.noack().events():
+        events: AsyncIterable[Any] = stream.noack().events()  # type: ignore[attr-defined]
+        async for event in events:
             await pipeline.tick(event)
 
     app.agent(topics.ticks, name="churnguard.sweep")(sweep)
@@ -84,11 +85,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
 
     app.timer(settings.tick_interval_s, name="churnguard.ticks")(send_ticks)
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
         pipeline.on_revoked(revoked)
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         pipeline.on_assigned(assigned)
 

@@ -270,7 +270,11 @@ class Pipeline:
     # -- sinks ------------------------------------------------------------------------------
     async def _send_output(self, out: Output) -> asyncio.Future[Any]:
         if isinstance(out, AlertEvent):
-            topic, ce_type, ce_id = self.topics.alerts, f"churnguard.alert.{out.status}", out.alert_id
+            topic, ce_type, ce_id = (
+                self.topics.alerts,
+                f"churnguard.alert.{out.status}",
+                out.alert_id,
+            )
             self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
         else:
             assert isinstance(out, TaskEvent)
@@ -281,15 +285,15 @@ class Pipeline:
         headers = cloudevent_headers(
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
-        return await topic.send(
-            key=out.customer_id.encode(), value=encode(out), headers=headers
-        )  # type: ignore[return-value]
+        return await topic.send(key=out.customer_id.encode(), value=encode(out), headers=headers)  # type: ignore[return-value]
 
     async def _rekey(self, event: EventT, kind: str, parsed: InputEvent, partition: int) -> None:
         msg = event.message
-        headers = [(k, v) for k, v in (msg.headers or {}).items()] if isinstance(
-            msg.headers, dict
-        ) else list(msg.headers or [])
+        headers = (
+            [(k, v) for k, v in (msg.headers or {}).items()]
+            if isinstance(msg.headers, dict)
+            else list(msg.headers or [])
+        )
         headers = [(k, v) for k, v in headers if k != KIND_HEADER]
         headers.append((KIND_HEADER, kind.encode()))
         fut = await self.topics.rekeyed.send(

@@ -20,7 +20,7 @@ from rules.loader import CompiledRule, RuleSet
 from rules.templates import placeholders, render
 from schemas import AlertEvent, InputEvent, TaskEvent
 from streams.features import FEATURES, next_change
-from streams.state import CustomerState, StateConfig, apply_event
+from streams.state import CustomerState, StateConfig, apply_event, prune
 
 Output = AlertEvent | TaskEvent
 MAX_STEPS_PER_ADVANCE = 1000
@@ -121,6 +121,7 @@ class Engine:
             due = self.next_deadline(state)
             if due is None or due > until:
                 break
+            prune(state, due, self.config.state.horizon_days)
             result.extend(self._evaluate(state, due))
         return result
 
@@ -160,7 +161,7 @@ class Engine:
             result.evaluations += 1
             try:
                 self._step(rule, state, at, activation, result)
-            except (RuntimeError, TypeError, ValueError) as exc:
+            except (RuntimeError, TypeError, ValueError, KeyError) as exc:
                 result.errors.append(RuleError(rule.id, state.customer_id, str(exc)))
         result.eval_seconds = time.perf_counter() - started
         return result
@@ -217,6 +218,7 @@ class Engine:
         if rule.rule.task is not None:
             task = self._task(rule, state, alert_id, summary, shown, at)
             record["task"] = task.task_id
+            record["title"] = task.title
             result.outputs.append(task)
         state.alerts[rule.id] = record
         state.last_fired[rule.id] = at
@@ -238,7 +240,10 @@ class Engine:
         task_id = alert.get("task")
         if task_id and rule.rule.task is not None:
             task = self._task(rule, state, alert["id"], summary, evidence, alert["since"])
-            result.outputs.append(task.model_copy(update={"status": "cancelled"}))
+            opened_title = alert.get("title", task.title)
+            result.outputs.append(
+                task.model_copy(update={"status": "cancelled", "title": opened_title})
+            )
         del state.alerts[rule.id]
 
     # -- output construction --------------------------------------------------------------
@@ -258,7 +263,7 @@ class Engine:
             customer_id=state.customer_id,
             rule_id=rule.id,
             severity=rule.rule.severity,
-            status=status,  # type: ignore[arg-type]
+            status=status,
             summary=summary,
             evidence=evidence,
             labels=rule.rule.labels,
@@ -290,7 +295,7 @@ class Engine:
             cc=[state.account.get(role, role) for role in spec.cc],
             title=render(spec.title, shown) if spec.title else summary,
             playbook=spec.playbook,
-            priority=spec.priority or PRIORITY_BY_SEVERITY[rule.rule.severity],  # type: ignore[arg-type]
+            priority=spec.priority or PRIORITY_BY_SEVERITY[rule.rule.severity],
             due_at=_ts(fired_at + spec.due),
             status="open",
             created_at=_ts(self._wall()),

@@ -27,8 +27,10 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}"
-        return f"{where}: rule {self.rule_id}: {self.message}" if self.rule_id else (
-            f"{where}: {self.message}"
+        return (
+            f"{where}: rule {self.rule_id}: {self.message}"
+            if self.rule_id
+            else (f"{where}: {self.message}")
         )
 
 
@@ -102,7 +104,9 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
             where = f"{file}:{line}"
             if rule.id in seen:
                 problems.append(
-                    Problem(str(file), line, rule.id, f"duplicate rule id (first in {seen[rule.id]})")
+                    Problem(
+                        str(file), line, rule.id, f"duplicate rule id (first in {seen[rule.id]})"
+                    )
                 )
                 continue
             seen[rule.id] = where
@@ -184,16 +188,19 @@ def _compile(
             continue
         programs[key] = program
         inputs.update(program.variables())
-    unknown_ph = sorted(placeholders(rule.summary) - FEATURES.keys())
-    if unknown_ph:
-        problems.append(
-            Problem(
-                file,
-                key_lines.get("summary", 0),
-                rule.id,
-                f"summary: unknown placeholder(s) {', '.join(unknown_ph)}",
+    templates = {"summary": rule.summary, "task": rule.task.title if rule.task else None}
+    for key, template in templates.items():
+        unknown_ph = sorted(placeholders(template or "") - FEATURES.keys())
+        if unknown_ph:
+            where = "summary" if key == "summary" else "task.title"
+            problems.append(
+                Problem(
+                    file,
+                    key_lines.get(key, 0),
+                    rule.id,
+                    f"{where}: unknown placeholder(s) {', '.join(unknown_ph)}",
+                )
             )
-        )
     if len(problems) > start:
         return None
     when = programs["when"]

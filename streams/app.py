@@ -85,8 +85,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     # Faust derives table serializers from the types ("json" for bytes); states are
     # already encoded (streams.storage), so store them as they are.
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
+    table.key_serializer = "raw"  # type: ignore[attr-defined]
+    table.value_serializer = "raw"  # type: ignore[attr-defined]
     app.churnguard_topics = topics  # type: ignore[attr-defined]
     app.churnguard_table = table  # type: ignore[attr-defined]
     app.churnguard_settings = settings  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ topic (see docs/broker.md for the other deviations that matter).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -104,7 +105,6 @@ class EmbeddedBroker:
         self.stop()
 
 
-
 async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     """Create the named topics with ``partitions`` partitions where they do not exist yet."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -121,9 +121,7 @@ async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> No
             if n not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await admin.close()

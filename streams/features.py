@@ -45,7 +45,7 @@ def _last_departed(s: CustomerState, at: float) -> str:
 
 def _revenue_365d(s: CustomerState, at: float) -> float:
     month = month_of(at)
-    return round(window_sum(s.monthly_value, month - 12, month), 2)
+    return round(float(window_sum(s.monthly_value, month - 12, month)), 2)
 
 
 def _orders_365d(s: CustomerState, at: float) -> int:
@@ -144,9 +144,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         _revenue_365d,
         changes_with_time=True,
     ),
-    Feature(
-        "last_csat", int, "last CSAT score 1-5 (0 if none)", lambda s, at: s.last_csat or 0
-    ),
+    Feature("last_csat", int, "last CSAT score 1-5 (0 if none)", lambda s, at: s.last_csat or 0),
     Feature(
         "last_nps",
         int,

@@ -82,7 +82,8 @@ class CustomerState:
     order_value: dict[int, float] = field(default_factory=dict)
     monthly_orders: dict[int, float] = field(default_factory=dict)
     monthly_value: dict[int, float] = field(default_factory=dict)
-    order_status: dict[str, str] = field(default_factory=dict)
+    # order_id → (status, when it was counted, when it was paid)
+    order_status: dict[str, tuple[str, float | None, float | None]] = field(default_factory=dict)
     open_tickets: dict[str, str] = field(default_factory=dict)
     key_contacts: dict[str, str] = field(default_factory=dict)
     departures: list[tuple[float, str, str]] = field(default_factory=list)
@@ -166,10 +167,10 @@ class CustomerState:
             order_value=ints(d["ov"]),
             monthly_orders=ints(d["mo"]),
             monthly_value=ints(d["mv"]),
-            order_status=d["os"],
+            order_status={k: (v[0], v[1], v[2]) for k, v in d["os"].items()},
             open_tickets=d["ot"],
             key_contacts=d["kc"],
-            departures=[tuple(x) for x in d["dep"]],  # type: ignore[misc]
+            departures=[(x[0], x[1], x[2]) for x in d["dep"]],
             last_csat=d["csat"],
             last_nps=d["nps"],
             recent_ids=ids,
@@ -226,28 +227,33 @@ def apply_event(state: CustomerState, event: InputEvent, config: StateConfig) ->
 def _apply_order(state: CustomerState, event: OrderEvent, ts: float, config: StateConfig) -> None:
     rate = config.currency_rates.get(event.currency)
     value = float(event.amount * Decimal(str(rate))) if rate is not None else 0.0
-    before = state.order_status.get(event.order_id)
+    before, counted_at, paid_at = state.order_status.get(event.order_id, (None, None, None))
     after = event.status
-    day, month = day_of(ts), month_of(ts)
-    counted_before = before in ("placed", "paid")
-    counted_after = after in ("placed", "paid")
-    if counted_after and not counted_before and before is None:
-        _bump(state.orders, day, 1)
-        _bump(state.monthly_orders, month, 1)
+    if before is None and after in ("placed", "paid"):
+        counted_at = ts
+        _bump(state.orders, day_of(ts), 1)
+        _bump(state.monthly_orders, month_of(ts), 1)
         if state.last_order_at is None or ts > state.last_order_at:
             state.last_order_at = ts
-    elif before in ("placed", "paid") and after == "cancelled":
-        _bump(state.orders, day, -1)
-        _bump(state.monthly_orders, month, -1)
+    elif before in ("placed", "paid") and after == "cancelled" and counted_at is not None:
+        # undo the count where it was made (unless that bucket is already pruned)
+        _unbump(state.orders, day_of(counted_at), 1)
+        _unbump(state.monthly_orders, month_of(counted_at), 1)
     if after == "paid" and before != "paid":
-        _bump(state.order_value, day, value)
-        _bump(state.monthly_value, month, value)
-    elif after == "refunded" and before == "paid":
-        _bump(state.order_value, day, -value)
-        _bump(state.monthly_value, month, -value)
-    state.order_status[event.order_id] = after
+        paid_at = ts
+        _bump(state.order_value, day_of(ts), value)
+        _bump(state.monthly_value, month_of(ts), value)
+    elif after in ("refunded", "cancelled") and before == "paid" and paid_at is not None:
+        _unbump(state.order_value, day_of(paid_at), value)
+        _unbump(state.monthly_value, month_of(paid_at), value)
+    state.order_status[event.order_id] = (after, counted_at, paid_at)
     while len(state.order_status) > MAX_TRACKED_ORDERS:
         del state.order_status[next(iter(state.order_status))]
+
+
+def _unbump(buckets: dict[int, float], slot: int, by: float) -> None:
+    if slot in buckets:
+        buckets[slot] = max(0.0, buckets[slot] - by)
 
 
 def _apply_ticket(state: CustomerState, event: TicketEvent, day: int) -> None:

@@ -152,7 +152,9 @@ class Worker:
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise AssertionError(f"worker exited ({self.proc.returncode}):\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
+                )
             last = await self.customer(customer_id)
             if last is not None and check(last):
                 return last
@@ -219,14 +221,17 @@ class Outputs:
                 return found
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"expected {count} matching records, got {len(found)}; all: {self.records[-20:]}"
+                    f"expected {count} matching records, got {len(found)}; "
+                    f"last: {self.records[-20:]}"
                 )
             await self.poll()
 
     def matching(self, predicate: Callable[[str, dict[str, Any]], bool]) -> list[dict[str, Any]]:
         return [v for t, v, _ in self.records if predicate(t, v)]
 
-    def headers_of(self, predicate: Callable[[str, dict[str, Any]], bool]) -> list[dict[str, bytes]]:
+    def headers_of(
+        self, predicate: Callable[[str, dict[str, Any]], bool]
+    ) -> list[dict[str, bytes]]:
         return [h for t, v, h in self.records if predicate(t, v)]
 
 

@@ -393,7 +393,9 @@ def test_core_complaint_spike_cooldown_delays_refire(core: RuleSet) -> None:
 
     # the complaints age out at midnight, 6 days later: resolved, still within the 7-day cooldown
     again = datetime(2024, 3, 9, 1, tzinfo=UTC)
-    second = feed(engine, state, [ticket(again + timedelta(minutes=m), f"b-{m}") for m in (0, 1, 2)])
+    second = feed(
+        engine, state, [ticket(again + timedelta(minutes=m), f"b-{m}") for m in (0, 1, 2)]
+    )
     assert [(a.status, a.resolved_at) for a in alerts(second, "complaint-spike")] == [
         ("resolved", datetime(2024, 3, 9, tzinfo=UTC))
     ]
@@ -506,19 +508,36 @@ def test_for_rule_fires_on_event_after_duration_without_sweep(tmp_path: Path) ->
     state = CustomerState(CID)
     engine.apply(state, ticket(T0, "t-1"))
     result = engine.apply(state, login(T0 + timedelta(hours=5)))
-    assert [(a.status, a.fired_at) for a in alerts(result)] == [
-        ("firing", T0 + timedelta(hours=2))
-    ]
+    assert [(a.status, a.fired_at) for a in alerts(result)] == [("firing", T0 + timedelta(hours=2))]
+
+
+TITLED_TASK_RULE = """\
+- id: titled
+  when: open_tickets > 0
+  severity: low
+  summary: "{{ open_tickets }} open"
+  task:
+    assignee: csm
+    due: 1h
+    title: "Call {{ name }} ({{ segment }})"
+"""
+
+
+def test_cancelled_task_keeps_the_opened_title(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, TITLED_TASK_RULE))
+    state = CustomerState(CID)
+    engine.apply(state, account(T0, segment="smb"))
+    [opened] = tasks(engine.apply(state, ticket(T0, "t-1")))
+    assert opened.title == "Call Acme (smb)"
+    [cancelled] = tasks(engine.apply(state, ticket(T0, "t-1", status="closed")))
+    assert cancelled.status == "cancelled"
+    assert cancelled.task_id == opened.task_id
+    assert cancelled.title == opened.title
 
 
 # -- runtime errors ------------------------------------------------------------------------------
 def test_cel_runtime_type_error_is_reported_not_raised(tmp_path: Path) -> None:
-    broken = (
-        "- id: broken\n"
-        "  when: name + 1 > 0\n"
-        "  severity: low\n"
-        "  summary: broken\n"
-    )
+    broken = "- id: broken\n  when: name + 1 > 0\n  severity: low\n  summary: broken\n"
     ruleset = pack(tmp_path, broken + OPEN_TICKET_RULE)
     engine = make_engine(ruleset)
     state = CustomerState(CID)
@@ -536,7 +555,7 @@ def test_cel_runtime_type_error_is_reported_not_raised(tmp_path: Path) -> None:
 # -- property: sweeps never change the outcome ------------------------------------------------
 @st.composite
 def timelines(draw: st.DrawFn) -> list[tuple[float, InputEvent | None]]:
-    """In-order events over ~120 days, with optional sweeps (None) in between."""
+    """In-order events over up to 150 days, with optional sweeps (None) in between."""
     steps = draw(st.lists(st.integers(0, 6 * 86400), min_size=1, max_size=25))
     out: list[tuple[float, InputEvent | None]] = []
     t = T0

@@ -16,7 +16,12 @@ Pipeline = tuple[Worker, Producer, Outputs]
 
 
 def _ev(event_id: str, customer_id: str, at: datetime, **fields: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "customer_id": customer_id, "occurred_at": at.isoformat(), **fields}
+    return {
+        "event_id": event_id,
+        "customer_id": customer_id,
+        "occurred_at": at.isoformat(),
+        **fields,
+    }
 
 
 def _login(eid: str, cid: str, at: datetime) -> dict[str, Any]:

@@ -188,6 +188,21 @@ def test_unknown_summary_placeholder(tmp_path: Path) -> None:
     assert problem.message == "summary: unknown placeholder(s) arrears, debt"
 
 
+def test_unknown_task_title_placeholder(tmp_path: Path) -> None:
+    text = (
+        "- id: r1\n  when: open_tickets > 0\n  severity: low\n  summary: s\n"
+        '  task:\n    assignee: csm\n    due: 1h\n    title: "Call {{ bogus }}"\n'
+    )
+    path = write(tmp_path, "title.yaml", text)
+    with pytest.raises(RulePackError) as info:
+        load_rules([path])
+    [problem] = info.value.problems
+    assert problem.file == str(path)
+    assert problem.line in (5, 8)  # the task, or its title
+    assert problem.rule_id == "r1"
+    assert "bogus" in problem.message
+
+
 def test_duplicate_rule_id_across_files(tmp_path: Path) -> None:
     first = write(tmp_path, "a.yaml", GOOD)
     second = write(

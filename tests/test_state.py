@@ -327,14 +327,6 @@ def test_order_cancelled_decrements_count() -> None:
     assert sum(state.orders.values()) == 1
 
 
-@pytest.mark.xfail(
-    reason=(
-        "BUG: streams/state.py _apply_order decrements the cancellation day's bucket, not the "
-        "bucket where the order was counted, so orders_90d goes negative once the placement "
-        "day leaves the window"
-    ),
-    strict=True,
-)
 def test_cancelled_order_never_makes_order_count_negative() -> None:
     state = fold(
         [

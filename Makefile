@@ -1,0 +1,30 @@
+# Two commands set everything up: `make demo` and `make test` (each creates .venv on first use).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## the whole pipeline on the embedded broker, alerts printed as they arrive
+	$(BIN)/churnguard demo
+
+test: $(STAMP) lint  ## lint, types, unit and integration tests (real broker, real worker)
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## throughput: raw aiokafka ceiling vs naive Faust vs churnguard
+	$(BIN)/python -m bench.throughput
+
+clean:
+	rm -rf $(VENV) data *.egg-info .mypy_cache .ruff_cache .pytest_cache
