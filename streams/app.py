@@ -47,7 +47,7 @@ def create_app(settings: Settings) -> faust.App:
         "store": settings.store,
         "datadir": str(settings.data_dir),
         "web_port": settings.web_port,
-        "web_host": "127.0.0.1",
+        "web_host": settings.web_host,
         "topic_partitions": settings.partitions,
         "topic_replication_factor": settings.replication_factor,
         "broker_session_timeout": settings.broker_session_timeout_s,

@@ -23,7 +23,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="where RocksDB tables live")
     partitions: int = Field(4, ge=1, description="partitions of every churnguard topic")
     replication_factor: int = Field(1, ge=1)
-    web_port: int = Field(6066, description="worker web port: /metrics, /health")
+    web_port: int = Field(6066, description="worker web port: /metrics, /customers/{id}/")
+    web_host: str = Field("127.0.0.1", description="interface the web port binds to")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="read model (later issues)")
 
     topic_logins: str = "crm.logins"
