@@ -308,7 +308,7 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
     if body is None:
         return None
     outcomes: dict[str, float] = {}
-    flushed = 0.0
+    flushed = flushes = sweep_due = 0.0
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
             if sample.name == "churnguard_events_total":
@@ -316,9 +316,19 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
                 outcomes[outcome] = outcomes.get(outcome, 0.0) + sample.value
             elif sample.name == "churnguard_flushed_states_total":
                 flushed += sample.value
+            elif sample.name == "churnguard_flush_seconds_count":
+                flushes += sample.value
+            elif sample.name == "churnguard_sweep_due_total":
+                sweep_due += sample.value
     # A re-keyed event is counted again at its final outcome (none with murmur2 keys).
     done = sum(v for k, v in outcomes.items() if k != "rekeyed")
-    return {"done": int(done), "outcomes": outcomes, "flushed": int(flushed)}
+    return {
+        "done": int(done),
+        "outcomes": outcomes,
+        "flushed": int(flushed),
+        "flushes": int(flushes),
+        "sweep_due": int(sweep_due),
+    }
 
 
 def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -> Stage:
@@ -384,6 +394,8 @@ def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Pa
     stage.details["outcomes"] = {k: int(v) for k, v in sorted(snap["outcomes"].items())}
     stage.details["flushed_states"] = snap["flushed"]
     stage.details["states_written_per_event"] = round(snap["flushed"] / args.events, 4)
+    stage.details["flushes"] = snap["flushes"]
+    stage.details["sweep_due"] = snap["sweep_due"]
     stage.details["poll_interval_s"] = POLL_S
     return stage
 
@@ -453,7 +465,8 @@ def _notes(stage: Stage) -> str:
         outcomes = ", ".join(f"{k} {v:,}" for k, v in d["outcomes"].items())
         return (
             f"start-up + join {d['startup_s']} s (excluded); "
-            f"{d['states_written_per_event']:.3f} states written per event; {outcomes}"
+            f"{d['states_written_per_event']:.3f} states written per event "
+            f"({d['flushes']:,} flushes, {d['sweep_due']:,} sweep-due); {outcomes}"
         )
     return ""
 
@@ -541,12 +554,16 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _raise_on_sigterm)
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-        stages, ratios = run(args, args.workdir.resolve())
-    else:
-        with tempfile.TemporaryDirectory(prefix="churnguard-bench-") as tmp:
-            stages, ratios = run(args, Path(tmp))
+    try:
+        if args.workdir is not None:
+            args.workdir.mkdir(parents=True, exist_ok=True)
+            stages, ratios = run(args, args.workdir.resolve())
+        else:
+            with tempfile.TemporaryDirectory(prefix="churnguard-bench-") as tmp:
+                stages, ratios = run(args, Path(tmp))
+    except KeyboardInterrupt:
+        print("interrupted; broker and workers stopped", file=sys.stderr)
+        return 130
     print(render(args, stages, ratios))
     if args.json_out is not None:
         result = {
