@@ -341,6 +341,7 @@ def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Pa
             "CHURNGUARD_BROKER": broker.url,
             "CHURNGUARD_DATA_DIR": str(workdir / "churnguard-data"),
             "CHURNGUARD_WEB_PORT": str(port),
+            "CHURNGUARD_WEB_HOST": "127.0.0.1",
             "CHURNGUARD_PARTITIONS": str(args.partitions),
             "CHURNGUARD_BROKER_SESSION_TIMEOUT_S": "6",
             "CHURNGUARD_BROKER_HEARTBEAT_INTERVAL_S": "1",
