@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from faust.types import TP, AppT, EventT
@@ -52,12 +53,13 @@ class PartitionBuffer:
     opened: float = field(default_factory=time.monotonic)
 
 
-def _header(headers: Any, name: str) -> bytes | None:
+def _header_items(headers: Any) -> list[tuple[str, bytes]]:
     items = headers.items() if isinstance(headers, dict) else (headers or ())
-    for key, value in items:
-        if key == name:
-            return value if isinstance(value, bytes) else str(value).encode()
-    return None
+    return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
+
+
+def _header(headers: Any, name: str) -> bytes | None:
+    return next((v for k, v in _header_items(headers) if k == name), None)
 
 
 class Pipeline:
@@ -289,12 +291,7 @@ class Pipeline:
 
     async def _rekey(self, event: EventT, kind: str, parsed: InputEvent, partition: int) -> None:
         msg = event.message
-        headers = (
-            [(k, v) for k, v in (msg.headers or {}).items()]
-            if isinstance(msg.headers, dict)
-            else list(msg.headers or [])
-        )
-        headers = [(k, v) for k, v in headers if k != KIND_HEADER]
+        headers = [(k, v) for k, v in _header_items(msg.headers) if k != KIND_HEADER]
         headers.append((KIND_HEADER, kind.encode()))
         fut = await self.topics.rekeyed.send(
             key=parsed.customer_id.encode(), value=msg.value, partition=partition, headers=headers
@@ -313,7 +310,7 @@ class Pipeline:
             raw=msg.value,
             reason=reason,
             error=error,
-            rejected_at=_now(),
+            rejected_at=datetime.now(UTC),
             max_raw_bytes=self.settings.deadletter_max_raw_bytes,
         )
         fut = await self.topics.deadletter.send(key=msg.key, value=encode(letter))
@@ -329,9 +326,3 @@ class Pipeline:
             error[:300],
         )
         event.ack()
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
