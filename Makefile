@@ -23,7 +23,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## throughput: raw aiokafka ceiling vs naive Faust vs churnguard
+bench: $(STAMP)  ## rules cost vs state keeping; throughput vs raw aiokafka and naive Faust
+	$(BIN)/python -m bench.rules_cost
 	$(BIN)/python -m bench.throughput
 
 clean:

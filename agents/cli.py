@@ -21,7 +21,8 @@ HELP = """churnguard: early warnings for customer success, from the event stream
 Reads crm.* events from Kafka, keeps per-customer state, evaluates YAML/CEL rules and emits
 alerts (cs.alerts) and tasks (cs.tasks). Configure with CHURNGUARD_* environment variables
 (see README). Start a worker with `churnguard worker -l info`; try it all with
-`churnguard demo`.
+`churnguard demo`. Check rule packs with `churnguard rules check`, list the features rules
+can use with `churnguard rules list`, run rule unit tests with `churnguard rules test FILE`.
 """
 
 
@@ -103,6 +104,11 @@ def _add_commands(app: faust.App, settings: Settings) -> None:
 
 def main() -> None:
     """Entry point of the ``churnguard`` console script."""
+    if sys.argv[1:2] == ["rules"]:  # no Faust app, no broker: works on broken packs too
+        from agents.rules_cli import rules_group
+
+        rules_group.main(args=sys.argv[2:], prog_name="churnguard rules")
+        return
     try:
         settings = Settings()
         app = build_app(settings)

@@ -12,6 +12,7 @@ from faust.types import StreamT
 from agents.metrics import Metrics
 from agents.runtime import Pipeline
 from agents.views import register_views
+from rules.calendar import BusinessCalendar
 from rules.engine import Engine, EngineConfig
 from rules.loader import load_rules
 from streams.app import Topics
@@ -39,6 +40,12 @@ def make_engine(settings: Settings) -> Engine:
             currency_rates=settings.currency_rates,
         ),
         fallback_assignee=settings.task_fallback_assignee,
+        fallback_team=tuple(settings.task_fallback_team),
+        calendar=BusinessCalendar(
+            settings.business_timezone,
+            *settings.business_hours_range,
+            frozenset(settings.business_days),
+        ),
     )
     return Engine(rules, config)
 

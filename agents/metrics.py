@@ -14,6 +14,7 @@ class Metrics:
     registry: CollectorRegistry
     events: Counter
     deadletter: Counter
+    late_events: Counter
     alerts: Counter
     tasks: Counter
     rule_eval_seconds: Histogram
@@ -39,6 +40,13 @@ class Metrics:
                 "churnguard_deadletter_total",
                 "Events sent to the dead-letter topic, by reason",
                 ["reason"],
+                registry=reg,
+            ),
+            late_events=Counter(
+                "churnguard_late_events_total",
+                "Events older than their partition's watermark (max event time seen minus the "
+                "allowed lateness): state is updated, but they are evaluated at the watermark",
+                ["topic"],
                 registry=reg,
             ),
             alerts=Counter(

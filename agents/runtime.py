@@ -1,8 +1,9 @@
 """The glue between Faust events and the pure engine: decode, buffer, flush, sweep.
 
 Each partition has a write-behind buffer. Events update customer states in the buffer; a
-flush writes each dirty customer to the table once, delivers the buffered alerts and tasks,
-and only then acks the events, so committed offsets never run ahead of persisted state.
+flush writes each dirty customer to the table once (with its next deadline, which also goes
+into the partition's deadline index), delivers the buffered alerts and tasks, and only then
+acks the events, so committed offsets never run ahead of persisted state.
 A flush happens when a buffer gets old or large, and on every tick of the partition.
 """
 
@@ -30,7 +31,7 @@ from schemas import (
     make_dead_letter,
 )
 from streams.app import Topics
-from streams.clock import Clock
+from streams.clock import Clock, WatermarkClock
 from streams.deadlines import DeadlineIndex
 from streams.partitioning import partition_for
 from streams.settings import Settings
@@ -85,6 +86,7 @@ class Pipeline:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
+        self.watermarks = WatermarkClock(settings.allowed_lateness_s)
 
     # -- per event ----------------------------------------------------------------------
     async def handle(self, kind: str | None, event: EventT) -> None:
@@ -107,10 +109,15 @@ class Pipeline:
         if msg.key != customer_key or msg.partition != partition:
             await self._rekey(event, kind, parsed, partition)
             return
-        self.clock.observe(msg.partition, parsed.occurred_at.timestamp())
+        occurred = parsed.occurred_at.timestamp()
+        watermark = self.watermarks.now(msg.partition)
+        if watermark is not None and occurred < watermark:
+            self.metrics.late_events.labels(topic).inc()
+        self.watermarks.observe(msg.partition, occurred)
+        self.clock.observe(msg.partition, occurred)
         buf = self._buffer(msg.partition)
         state = self._load(buf, parsed.customer_id)
-        result = self.engine.apply(state, parsed)
+        result = self.engine.apply(state, parsed, not_before=watermark or 0.0)
         self.metrics.events.labels(topic, "applied" if result.applied else "duplicate").inc()
         if result.applied:
             self._record(buf, msg.partition, state, result)
@@ -181,9 +188,6 @@ class Pipeline:
     ) -> None:
         buf.dirty.add(state.customer_id)
         buf.outputs.extend(result.outputs)
-        self.indexes.setdefault(partition, DeadlineIndex()).set(
-            state.customer_id, self.engine.next_deadline(state)
-        )
         if result.evaluations:
             self.metrics.rule_eval_seconds.observe(result.eval_seconds)
         for error in result.errors:
@@ -205,11 +209,12 @@ class Pipeline:
         if buf is None:
             return
         started = time.perf_counter()
+        index = self.indexes.setdefault(partition, DeadlineIndex())
         for customer_id in buf.dirty:
             state = buf.states[customer_id]
-            self.table[customer_id.encode()] = encode_stored(
-                state, self.engine.next_deadline(state)
-            )
+            deadline = self.engine.next_deadline(state)  # once per customer per flush
+            index.set(customer_id, deadline)
+            self.table[customer_id.encode()] = encode_stored(state, deadline)
         deliveries = [await self._send_output(out) for out in buf.outputs]
         if deliveries:
             await asyncio.gather(*deliveries)

@@ -23,7 +23,14 @@ def snapshot(state: CustomerState) -> dict[str, Any]:
         "as_of": at,
         "features": compute(state, at),
         "open_alerts": {
-            rule: {"alert_id": a.get("id"), "status": a["s"], "since": a["since"]}
+            rule: {
+                "alert_id": a.get("id"),
+                "status": a["s"],
+                "since": a.get("since"),
+                "task_id": a.get("task"),
+                "task_status": a.get("tstat"),
+                "snoozed_until": a.get("snooze"),
+            }
             for rule, a in state.alerts.items()
         },
     }

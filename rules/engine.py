@@ -5,6 +5,10 @@ event time; a sweep evaluates a customer at each of its due deadlines. Before an
 applied, the customer is first advanced through the deadlines that fell due before it, so the
 outputs are the same whether or not a sweep happened to run in between: live, replay and
 backtest give identical alerts for identical input.
+
+Per rule and customer, ``state.alerts[rule_id]`` holds the lifecycle record: ``s`` is
+``pending`` (``when`` holds, waiting for ``for``), ``firing``, or ``idle`` (kept only while it
+remembers a snooze or recent firings for ``max_fires``).
 """
 
 from __future__ import annotations
@@ -16,10 +20,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import cel
+
+from rules.calendar import BusinessCalendar
 from rules.loader import CompiledRule, RuleSet
+from rules.model import TaskSpec
 from rules.templates import placeholders, render
-from schemas import AlertEvent, InputEvent, TaskEvent
-from streams.features import FEATURES, next_change
+from schemas import AlertEvent, InputEvent, TaskEvent, TaskUpdateEvent
+from streams.features import FEATURES, KINDS_CHANGING
 from streams.state import CustomerState, StateConfig, apply_event, prune
 
 Output = AlertEvent | TaskEvent
@@ -31,6 +39,10 @@ PRIORITY_BY_SEVERITY = {
     "low": "low",
     "info": "low",
 }
+ESCALATED_PRIORITY = {"low": "medium", "medium": "high", "high": "urgent", "urgent": "urgent"}
+ROLE_FIELDS = frozenset({"owner", "csm"})
+OPEN_TASK = ("open", "ack")
+_MISS = object()
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,9 @@ class EngineConfig:
 
     state: StateConfig = field(default_factory=StateConfig)
     fallback_assignee: str = "cs-queue"
+    fallback_team: tuple[str, ...] = ()
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    memo_size: int = 4096
 
 
 @dataclass
@@ -82,8 +97,52 @@ def alert_id_for(customer_id: str, rule: CompiledRule, fired_at: float) -> str:
     return "al-" + _digest(customer_id, rule.id, labels, f"{fired_at:.3f}")
 
 
+class _Memo:
+    """A CEL program with its results memoised on its input values (programs are pure)."""
+
+    __slots__ = ("cache", "limit", "names", "program")
+
+    def __init__(self, program: cel.Program, limit: int) -> None:
+        self.program = program
+        self.names = tuple(sorted(program.variables()))
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.limit = limit
+
+    def run(self, value: Callable[[str], Any]) -> Any:
+        key = tuple(value(n) for n in self.names)
+        hit = self.cache.get(key, _MISS)
+        if hit is _MISS:
+            hit = self.program.execute(dict(zip(self.names, key, strict=True)))
+            if len(self.cache) >= self.limit:
+                self.cache.clear()
+            self.cache[key] = hit
+        return hit
+
+
+@dataclass
+class _Pass:
+    """One evaluation of one customer at one time: lazily computed feature values."""
+
+    state: CustomerState
+    at: float
+    values: dict[str, Any] = field(default_factory=dict)
+    alerts_changed: bool = False
+
+    def value(self, name: str) -> Any:
+        found = self.values.get(name, _MISS)
+        if found is _MISS:
+            found = self.values[name] = FEATURES[name].compute(self.state, self.at)
+        return found
+
+    def pick(self, names: frozenset[str]) -> dict[str, Any]:
+        return {n: self.value(n) for n in sorted(names)}
+
+
 class Engine:
-    """Applies events and deadlines to one customer's state at a time; holds no state itself."""
+    """Applies events and deadlines to one customer's state at a time.
+
+    Holds no customer state; only memoised CEL results, which do not change outputs.
+    """
 
     def __init__(
         self,
@@ -95,23 +154,63 @@ class Engine:
         self.config = config or EngineConfig()
         self._wall = wall_clock
         self._by_id = {r.id: r for r in rules.rules}
-        self._extra_inputs = {
-            r.id: frozenset(placeholders(r.rule.summary) | placeholders(r.rule.task.title or ""))
-            if r.rule.task
-            else frozenset(placeholders(r.rule.summary))
-            for r in rules.rules
+        limit = self.config.memo_size
+        self._when = {r.id: _Memo(r.when, limit) for r in rules.rules}
+        self._resolve_when = {
+            r.id: _Memo(r.resolve_when, limit) for r in rules.rules if r.resolve_when
         }
+        self._applies_to = {r.id: _Memo(r.applies_to, limit) for r in rules.rules if r.applies_to}
+        self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
+        self._deadlines: dict[str, tuple[tuple[float, str | None], float | None]] = {}
+        # features every event kind may change (first-seen time, pruning): checked by value
+        self._any_event_set = frozenset.intersection(*KINDS_CHANGING.values()) & rules.inputs
+        self._any_event = tuple(sorted(self._any_event_set))
+        # per time-based rule: what can wake it (see next_deadline)
+        self._wakers = tuple(
+            (
+                self._applies_to[r.id] if r.static_guard is not None else None,
+                tuple(sorted(r.thresholds.items())),
+                tuple(
+                    sorted(
+                        n
+                        for n in r.inputs
+                        if FEATURES[n].changes_with_time and n not in r.thresholds
+                    )
+                ),
+            )
+            for r in rules.rules
+            if r.time_based
+        )
 
     # -- entry points -------------------------------------------------------------------
-    def apply(self, state: CustomerState, event: InputEvent) -> Result:
-        """Advance to the event's time, fold it in, evaluate; no-op for a seen event_id."""
+    def apply(self, state: CustomerState, event: InputEvent, not_before: float = 0.0) -> Result:
+        """Advance to the event's time, fold it in, evaluate; no-op for a seen event_id.
+
+        The evaluation happens at the event time, or later: never before the customer's last
+        evaluation, and never before ``not_before`` (the partition's watermark, so a late
+        event updates state but cannot fire an alert in the past).
+        """
         if state.seen(event.event_id):
             return Result(applied=False)
         ts = event.occurred_at.timestamp()
         result = self.advance(state, ts)
+        previous = state.evaluated_at
+        at = max(ts, not_before, previous if previous is not None else ts)
+        before = [FEATURES[n].compute(state, at) for n in self._any_event]
         apply_event(state, event, self.config.state)
-        at = ts if state.evaluated_at is None else max(state.evaluated_at, ts)
-        result.extend(self._evaluate(state, at))
+        moved = frozenset(
+            n
+            for n, old in zip(self._any_event, before, strict=True)
+            if FEATURES[n].compute(state, at) != old
+        )
+        if at > ts:
+            result.extend(self.advance(state, at))
+            previous = state.evaluated_at
+        one = _Pass(state, at)
+        if isinstance(event, TaskUpdateEvent):
+            self._task_update(one, event, result)
+        changed = self._changed(state, event.event_kind, previous, at, moved)
+        result.extend(self._evaluate(one, changed))
         return result
 
     def advance(self, state: CustomerState, until: float) -> Result:
@@ -122,7 +221,7 @@ class Engine:
             if due is None or due > until:
                 break
             prune(state, due, self.config.state.horizon_days)
-            result.extend(self._evaluate(state, due))
+            result.extend(self._evaluate(_Pass(state, due), None))
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:
@@ -130,95 +229,217 @@ class Engine:
         at = state.evaluated_at
         if at is None:
             return None
-        candidates = []
-        feature_due = next_change(state, at, self.rules.time_inputs)
-        if feature_due is not None:
-            candidates.append(feature_due)
-        for rule_id, alert in state.alerts.items():
+        # a state changes only by an applied event (new last event id) or an evaluation
+        version = (at, state.recent_ids[-1] if state.recent_ids else None)
+        cached = self._deadlines.get(state.customer_id)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        deadline = self._next_deadline(state, at)
+        if len(self._deadlines) >= self.config.memo_size * 16:
+            self._deadlines.clear()
+        self._deadlines[state.customer_id] = (version, deadline)
+        return deadline
+
+    def _next_deadline(self, state: CustomerState, at: float) -> float | None:
+        best = float("inf")
+        one = _Pass(state, at)
+        changes: dict[str, float | None] = {}
+        for guard, thresholds, others in self._wakers:
+            if guard is not None and guard.run(one.value) is not True:
+                continue  # cannot hold until an event changes the guard
+            for name, values in thresholds:
+                reaches = FEATURES[name].reaches
+                assert reaches is not None
+                for value in values:
+                    t = reaches(state, at, value)
+                    if t is not None and at < t < best:
+                        best = t
+            for name in others:
+                if name not in changes:
+                    next_change = FEATURES[name].next_change
+                    assert next_change is not None
+                    changes[name] = next_change(state, at)
+                t = changes[name]
+                if t is not None and at < t < best:
+                    best = t
+        for t in self._lifecycle_times(state):
+            if at < t < best:
+                best = t
+        return None if best == float("inf") else best
+
+    def _lifecycle_times(self, state: CustomerState) -> list[float]:
+        times: list[float] = []
+        for rule_id, rec in state.alerts.items():
             rule = self._by_id.get(rule_id)
-            if rule is not None and alert["s"] == "pending":
-                candidates.append(alert["since"] + rule.rule.for_)
+            if rule is None:
+                continue
+            spec = rule.rule
+            if rec["s"] == "pending":
+                times.append(rec["since"] + spec.for_)
+            elif rec["s"] == "firing":
+                if "clear" in rec:
+                    times.append(rec["clear"] + spec.keep_firing_for)
+                if self._escalation_pending(spec.task, rec):
+                    assert spec.task is not None and spec.task.escalate_after is not None
+                    times.append(rec["tat"] + spec.task.escalate_after)
+            if "snooze" in rec:
+                times.append(rec["snooze"])
+            if spec.max_fires is not None and rec.get("fires"):
+                times.append(rec["fires"][0] + spec.max_fires.per)
         for rule_id, last in state.last_fired.items():
             rule = self._by_id.get(rule_id)
-            if rule is not None and last + rule.rule.cooldown > at:
-                candidates.append(last + rule.rule.cooldown)
-        return min(candidates) if candidates else None
+            if rule is not None and rule.rule.cooldown:
+                times.append(last + rule.rule.cooldown)
+        return times
+
+    # -- what to evaluate ---------------------------------------------------------------
+    def _changed(
+        self,
+        state: CustomerState,
+        kind: str,
+        previous: float | None,
+        at: float,
+        moved: frozenset[str],
+    ) -> frozenset[str] | None:
+        """Features that may differ from the last evaluation; None means "evaluate all".
+
+        ``moved``: which of the features any event kind may change did change by this event.
+        """
+        if previous is None:
+            return None
+        changed = set(KINDS_CHANGING.get(kind, frozenset()) - self._any_event_set) | moved
+        if at > previous:
+            for name in self.rules.time_inputs:
+                if name in changed:
+                    continue
+                next_change = FEATURES[name].next_change
+                assert next_change is not None
+                t = next_change(state, previous)
+                if t is not None and t <= at:
+                    changed.add(name)
+        return frozenset(changed)
+
+    def _needs(self, rule: CompiledRule, changed: frozenset[str] | None, one: _Pass) -> bool:
+        if changed is None or not rule.inputs.isdisjoint(changed):
+            return True
+        if one.alerts_changed:
+            return rule.reads_alerts or rule.id in self.rules.inhibited_by
+        return False
 
     # -- evaluation ---------------------------------------------------------------------
-    def _evaluate(self, state: CustomerState, at: float) -> Result:
+    def _evaluate(self, one: _Pass, changed: frozenset[str] | None) -> Result:
         started = time.perf_counter()
         result = Result()
-        state.evaluated_at = at
-        values: dict[str, Any] = {}
-
-        def activation(names: frozenset[str]) -> dict[str, Any]:
-            for name in names:
-                if name not in values:
-                    values[name] = FEATURES[name].compute(state, at)
-            return {n: values[n] for n in names}
-
+        one.state.evaluated_at = one.at
         for rule in self.rules.rules:
+            if not self._needs(rule, changed, one):
+                continue
             result.evaluations += 1
             try:
-                self._step(rule, state, at, activation, result)
-            except (RuntimeError, TypeError, ValueError, KeyError) as exc:
-                result.errors.append(RuleError(rule.id, state.customer_id, str(exc)))
+                if self._step(rule, one, result):
+                    one.alerts_changed = True
+            except (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
+                result.errors.append(RuleError(rule.id, one.state.customer_id, str(exc)))
         result.eval_seconds = time.perf_counter() - started
         return result
 
-    def _step(
-        self,
-        rule: CompiledRule,
-        state: CustomerState,
-        at: float,
-        activation: Callable[[frozenset[str]], dict[str, Any]],
-        result: Result,
-    ) -> None:
-        act = activation(rule.inputs)
-        applies = rule.applies_to is None or rule.applies_to.execute(act) is True
-        holds = applies and rule.when.execute(act) is True
-        alert = state.alerts.get(rule.id)
-        if alert is not None and alert["s"] == "firing":
-            if rule.resolve_when is not None:
-                resolved = rule.resolve_when.execute(act) is True or not applies
+    def _step(self, rule: CompiledRule, one: _Pass, result: Result) -> bool:
+        """Move one rule's lifecycle for the customer; True if an alert fired or resolved."""
+        state, at, spec = one.state, one.at, rule.rule
+        rec = state.alerts.get(rule.id)
+        status = rec["s"] if rec else "idle"
+        applies_to = self._applies_to.get(rule.id)
+        applies = applies_to is None or applies_to.run(one.value) is True
+        inhibitor = self._inhibitor(rule, state)
+        if rec is not None and status == "firing":
+            if inhibitor is not None:
+                self._resolve(rule, one, rec, result, "inhibited")
+                return True
+            resolve_when = self._resolve_when.get(rule.id)
+            if not applies:
+                clear = True
+            elif resolve_when is not None:
+                clear = resolve_when.run(one.value) is True
             else:
-                resolved = not holds
-            if resolved:
-                self._resolve(rule, state, alert, at, activation, result)
-            return
+                clear = self._when[rule.id].run(one.value) is not True
+            if not clear:
+                rec.pop("clear", None)
+            elif at >= rec.setdefault("clear", at) + spec.keep_firing_for:
+                self._resolve(rule, one, rec, result, "cleared")
+                return True
+            self._maybe_escalate(rule, one, rec, result)
+            return False
+        holds = applies and inhibitor is None and self._when[rule.id].run(one.value) is True
         if not holds:
-            state.alerts.pop(rule.id, None)  # pending ends
-            return
-        last = state.last_fired.get(rule.id)
-        if last is not None and at < last + rule.rule.cooldown:
-            return
-        if rule.rule.for_ > 0:
-            if alert is None:
-                state.alerts[rule.id] = {"s": "pending", "since": at}
-                return
-            if at < alert["since"] + rule.rule.for_:
-                return
-        self._fire(rule, state, at, activation, result)
+            if status == "pending":
+                self._forget_pending(state, rule.id)
+            return False
+        if not self._may_fire(rule, state, rec, at):
+            return False
+        if spec.for_ > 0:
+            if rec is None or status != "pending":
+                state.alerts[rule.id] = {**(rec or {}), "s": "pending", "since": at}
+                return False
+            if at < rec["since"] + spec.for_:
+                return False
+        self._fire(rule, one, rec, result)
+        return True
 
+    def _inhibitor(self, rule: CompiledRule, state: CustomerState) -> str | None:
+        for other in self.rules.inhibited_by.get(rule.id, ()):
+            rec = state.alerts.get(other)
+            if rec is not None and rec["s"] == "firing":
+                return other
+        return None
+
+    def _may_fire(
+        self, rule: CompiledRule, state: CustomerState, rec: dict[str, Any] | None, at: float
+    ) -> bool:
+        spec = rule.rule
+        if rec is not None and "snooze" in rec:
+            if at < rec["snooze"]:
+                return False
+            del rec["snooze"]
+        last = state.last_fired.get(rule.id)
+        if last is not None and at < last + spec.cooldown:
+            return False
+        if spec.max_fires is not None and rec is not None and rec.get("fires"):
+            recent = [t for t in rec["fires"] if t > at - spec.max_fires.per]
+            rec["fires"] = recent
+            if len(recent) >= spec.max_fires.count:
+                return False
+        return True
+
+    @staticmethod
+    def _forget_pending(state: CustomerState, rule_id: str) -> None:
+        rec = state.alerts.pop(rule_id)
+        memory: dict[str, Any] = {k: rec[k] for k in ("snooze", "fires") if k in rec}
+        if memory:
+            state.alerts[rule_id] = {"s": "idle", **memory}
+
+    # -- lifecycle steps ------------------------------------------------------------------
     def _fire(
-        self,
-        rule: CompiledRule,
-        state: CustomerState,
-        at: float,
-        activation: Callable[[frozenset[str]], dict[str, Any]],
-        result: Result,
+        self, rule: CompiledRule, one: _Pass, rec: dict[str, Any] | None, result: Result
     ) -> None:
-        evidence = activation(rule.inputs)
-        shown = {**evidence, **activation(self._extra_inputs[rule.id])}
+        state, at, spec = one.state, one.at, rule.rule
+        shown = one.pick(rule.inputs | self._shown[rule.id])
         alert_id = alert_id_for(state.customer_id, rule, at)
-        summary = render(rule.rule.summary, shown)
-        alert = self._alert(rule, state, alert_id, "firing", summary, evidence, at, None)
-        result.outputs.append(alert)
-        record: dict[str, Any] = {"s": "firing", "since": at, "id": alert_id, "sum": summary}
-        if rule.rule.task is not None:
+        summary = render(spec.summary, shown)
+        result.outputs.append(
+            self._alert(rule, one, alert_id, "firing", summary, at, None, None, shown)
+        )
+        record: dict[str, Any] = {
+            "s": "firing",
+            "since": at,
+            "id": alert_id,
+            "sum": summary,
+            "sev": spec.severity,
+        }
+        if spec.max_fires is not None:
+            record["fires"] = [*(rec or {}).get("fires", []), at]
+        if spec.task is not None:
             task = self._task(rule, state, alert_id, summary, shown, at)
-            record["task"] = task.task_id
-            record["title"] = task.title
+            record.update(task=task.task_id, title=task.title, tstat="open", tat=at)
             result.outputs.append(task)
         state.alerts[rule.id] = record
         state.last_fired[rule.id] = at
@@ -226,52 +447,128 @@ class Engine:
     def _resolve(
         self,
         rule: CompiledRule,
-        state: CustomerState,
-        alert: dict[str, Any],
-        at: float,
-        activation: Callable[[frozenset[str]], dict[str, Any]],
+        one: _Pass,
+        rec: dict[str, Any],
         result: Result,
+        resolution: str,
+        snooze_until: float | None = None,
     ) -> None:
-        evidence = activation(rule.inputs)
-        summary = alert.get("sum", rule.rule.summary)
+        state, at = one.state, one.at
+        shown = one.pick(rule.inputs | self._shown[rule.id])
+        summary = rec.get("sum", rule.rule.summary)
         result.outputs.append(
-            self._alert(rule, state, alert["id"], "resolved", summary, evidence, alert["since"], at)
-        )
-        task_id = alert.get("task")
-        if task_id and rule.rule.task is not None:
-            task = self._task(rule, state, alert["id"], summary, evidence, alert["since"])
-            opened_title = alert.get("title", task.title)
-            result.outputs.append(
-                task.model_copy(update={"status": "cancelled", "title": opened_title})
+            self._alert(
+                rule, one, rec["id"], "resolved", summary, rec["since"], at, resolution, shown
             )
-        del state.alerts[rule.id]
+        )
+        spec = rule.rule.task
+        if spec is not None and rec.get("tstat") in OPEN_TASK:
+            task = self._task(rule, state, rec["id"], summary, shown, rec["since"])
+            title = rec.get("title", task.title)
+            result.outputs.append(task.model_copy(update={"status": "cancelled", "title": title}))
+        if spec is not None and rec.get("estat") in OPEN_TASK:
+            escalation = self._escalation(rule, state, rec, spec, rec["esc_at"])
+            result.outputs.append(escalation.model_copy(update={"status": "cancelled"}))
+        memory: dict[str, Any] = {k: rec[k] for k in ("fires",) if k in rec}
+        if snooze_until is not None:
+            memory["snooze"] = snooze_until
+        if memory:
+            state.alerts[rule.id] = {"s": "idle", **memory}
+        else:
+            del state.alerts[rule.id]
+
+    @staticmethod
+    def _escalation_pending(spec: TaskSpec | None, rec: dict[str, Any]) -> bool:
+        return (
+            spec is not None
+            and spec.escalate_after is not None
+            and rec.get("tstat") == "open"
+            and "esc" not in rec
+        )
+
+    def _maybe_escalate(
+        self, rule: CompiledRule, one: _Pass, rec: dict[str, Any], result: Result
+    ) -> None:
+        spec = rule.rule.task
+        if not self._escalation_pending(spec, rec):
+            return
+        assert spec is not None and spec.escalate_after is not None
+        if one.at < rec["tat"] + spec.escalate_after:
+            return
+        task = self._escalation(rule, one.state, rec, spec, one.at)
+        rec.update(esc=task.task_id, estat="open", esc_at=one.at)
+        result.outputs.append(task)
+
+    def _task_update(self, one: _Pass, event: TaskUpdateEvent, result: Result) -> None:
+        """A CS tool acknowledged, finished or dismissed one of this customer's tasks."""
+        for rule_id, rec in list(one.state.alerts.items()):
+            if rec.get("task") == event.task_id:
+                key = "tstat"
+            elif rec.get("esc") == event.task_id:
+                key = "estat"
+            else:
+                continue
+            if event.status == "acknowledged":
+                if rec[key] == "open":
+                    rec[key] = "ack"
+                return
+            rec[key] = event.status
+            rule = self._by_id.get(rule_id)
+            snooze = event.snooze_until
+            if event.status == "dismissed" and snooze is not None and rule is not None:
+                self._resolve(rule, one, rec, result, "snoozed", snooze.timestamp())
+                one.alerts_changed = True
+            return
 
     # -- output construction --------------------------------------------------------------
     def _alert(
         self,
         rule: CompiledRule,
-        state: CustomerState,
+        one: _Pass,
         alert_id: str,
         status: str,
         summary: str,
-        evidence: dict[str, Any],
         fired_at: float,
         resolved_at: float | None,
+        resolution: str | None,
+        shown: dict[str, Any],
     ) -> AlertEvent:
         return AlertEvent(
             alert_id=alert_id,
-            customer_id=state.customer_id,
+            customer_id=one.state.customer_id,
             rule_id=rule.id,
             severity=rule.rule.severity,
             status=status,
             summary=summary,
-            evidence=evidence,
+            description=render(rule.rule.description, shown),
+            evidence=one.pick(rule.inputs),
             labels=rule.rule.labels,
-            tier=FEATURES["tier"].compute(state, fired_at),
+            tier=FEATURES["tier"].compute(one.state, one.at),
             fired_at=_ts(fired_at),
             resolved_at=None if resolved_at is None else _ts(resolved_at),
+            resolution=resolution,
             emitted_at=_ts(self._wall()),
         )
+
+    def _person(self, state: CustomerState, rule: CompiledRule, role: str) -> tuple[str, str]:
+        """Who does a task for ``role``: the account's person, else the fallback."""
+        person = state.account.get(role)
+        if person:
+            return person, role
+        if role not in ROLE_FIELDS and rule.rule.task is not None and role in rule.rule.task.cc:
+            return role, role  # a cc entry that is a person or team id, not a role
+        spec = rule.rule.task
+        fallback = spec.fallback if spec is not None and spec.fallback is not None else None
+        if fallback is None:
+            fallback = list(self.config.fallback_team) or self.config.fallback_assignee
+        if isinstance(fallback, list):
+            fallback = fallback[int(_digest(state.customer_id, rule.id), 16) % len(fallback)]
+        return fallback, "fallback"
+
+    def _due(self, spec: TaskSpec, start: float) -> datetime:
+        if spec.business_hours:
+            return _ts(self.config.calendar.add(start, spec.due))
+        return _ts(start + spec.due)
 
     def _task(
         self,
@@ -284,22 +581,57 @@ class Engine:
     ) -> TaskEvent:
         spec = rule.rule.task
         assert spec is not None
-        person = state.account.get(spec.assignee)
+        assignee, role = self._person(state, rule, spec.assignee)
         return TaskEvent(
             task_id="tk-" + _digest(alert_id, spec.assignee),
             alert_id=alert_id,
             customer_id=state.customer_id,
             rule_id=rule.id,
-            assignee=person or self.config.fallback_assignee,
-            assignee_role=spec.assignee if person else "fallback",
+            assignee=assignee,
+            assignee_role=role,
             cc=[state.account.get(role, role) for role in spec.cc],
             title=render(spec.title, shown) if spec.title else summary,
             playbook=spec.playbook,
             priority=spec.priority or PRIORITY_BY_SEVERITY[rule.rule.severity],
-            due_at=_ts(fired_at + spec.due),
+            due_at=self._due(spec, fired_at),
             status="open",
             created_at=_ts(self._wall()),
         )
+
+    def _escalation(
+        self,
+        rule: CompiledRule,
+        state: CustomerState,
+        rec: dict[str, Any],
+        spec: TaskSpec,
+        at: float,
+    ) -> TaskEvent:
+        role = spec.cc[0] if spec.cc else spec.assignee
+        assignee, assignee_role = self._person(state, rule, role)
+        original, _ = self._person(state, rule, spec.assignee)
+        return TaskEvent(
+            task_id="tk-" + _digest(rec["id"], "escalation"),
+            alert_id=rec["id"],
+            customer_id=state.customer_id,
+            rule_id=rule.id,
+            assignee=assignee,
+            assignee_role=assignee_role,
+            cc=[original],
+            title=f"Escalation: {rec.get('title', rec.get('sum', rule.id))}",
+            playbook=spec.playbook,
+            priority=ESCALATED_PRIORITY[spec.priority or PRIORITY_BY_SEVERITY[rule.rule.severity]],
+            due_at=self._due(spec, at),
+            status="escalated",
+            escalation_of=rec["task"],
+            created_at=_ts(self._wall()),
+        )
+
+
+def _template_names(rule: CompiledRule) -> set[str]:
+    names = placeholders(rule.rule.summary) | placeholders(rule.rule.description)
+    if rule.rule.task is not None and rule.rule.task.title:
+        names |= placeholders(rule.rule.task.title)
+    return names
 
 
 def run_batch(

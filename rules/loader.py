@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,8 @@ class CompiledRule:
     applies_to: cel.Program | None
     inputs: frozenset[str]
     source: str
+    # feature -> the integer values at which a comparison in the rule flips (see thresholds())
+    thresholds: dict[str, frozenset[int]] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -63,21 +66,93 @@ class CompiledRule:
         """True if any input can change with time alone (needs sweeps)."""
         return any(FEATURES[n].changes_with_time for n in self.inputs)
 
+    @property
+    def static_guard(self) -> cel.Program | None:
+        """``applies_to`` if time alone cannot change it: while false, no deadline is needed."""
+        if self.applies_to is None:
+            return None
+        names = self.applies_to.variables()
+        return None if any(FEATURES[n].changes_with_time for n in names) else self.applies_to
+
+    @property
+    def reads_alerts(self) -> bool:
+        """True if an input depends on the customer's other alerts (evaluated after them)."""
+        return any("alerts" in FEATURES[n].depends_on for n in self.inputs)
+
 
 @dataclass(frozen=True)
 class RuleSet:
-    """All compiled rules of a worker, in load order."""
+    """All compiled rules of a worker, in evaluation order.
+
+    Inhibiting rules come before the rules they inhibit, and rules that read other alerts
+    come last, so one evaluation pass sees the alerts it depends on.
+    """
 
     rules: tuple[CompiledRule, ...]
     inputs: frozenset[str] = field(init=False)
     time_inputs: frozenset[str] = field(init=False)
+    inhibited_by: dict[str, tuple[str, ...]] = field(init=False)
 
     def __post_init__(self) -> None:
         all_inputs = frozenset().union(*(r.inputs for r in self.rules))
+        time_inputs = frozenset(n for n in all_inputs if FEATURES[n].changes_with_time)
+        inhibited_by: dict[str, list[str]] = {}
+        for r in self.rules:
+            for target in r.rule.inhibits:
+                inhibited_by.setdefault(target, []).append(r.id)
+        object.__setattr__(self, "rules", _evaluation_order(self.rules))
         object.__setattr__(self, "inputs", all_inputs)
-        object.__setattr__(
-            self, "time_inputs", frozenset(n for n in all_inputs if FEATURES[n].changes_with_time)
-        )
+        object.__setattr__(self, "time_inputs", time_inputs)
+        object.__setattr__(self, "inhibited_by", {k: tuple(v) for k, v in inhibited_by.items()})
+
+
+def _evaluation_order(rules: tuple[CompiledRule, ...]) -> tuple[CompiledRule, ...]:
+    by_id = {r.id: r for r in rules}
+    depth: dict[str, int] = {}
+
+    def depth_of(rule_id: str, seen: frozenset[str] = frozenset()) -> int:
+        if rule_id not in depth:
+            parents = [r.id for r in rules if rule_id in r.rule.inhibits and r.id not in seen]
+            depth[rule_id] = 1 + max((depth_of(p, seen | {rule_id}) for p in parents), default=-1)
+        return depth[rule_id]
+
+    return tuple(sorted(rules, key=lambda r: (by_id[r.id].reads_alerts, depth_of(r.id))))
+
+
+_OPS = r"(>=|<=|==|!=|>|<)"
+_INT = r"(-?\d+)"
+_BEFORE = r"(?:^|(?<=[(&|!,?:]))\s*"  # an operand starts here: not `x + 14 >= …`
+_AFTER = r"\s*(?=$|[)&|,?:])"  # and ends here: not `… >= 14 + x`
+
+
+def thresholds(source: str, name: str) -> frozenset[int] | None:
+    """Values of ``name`` at which the comparisons in ``source`` flip, if it is only compared.
+
+    ``days_since_last_login >= 14`` flips when the value reaches 14; ``x > 14`` at 15. None
+    when ``name`` also appears in any other form (arithmetic, a comparison with another
+    variable): then only the feature's own change times are safe wake-up times.
+    """
+    occurrences = len(re.findall(rf"\b{name}\b", source))
+    found: set[int] = set()
+    matched = 0
+    for match in re.finditer(rf"{_BEFORE}\b{name}\s*{_OPS}\s*{_INT}{_AFTER}", source):
+        found |= _flips(match.group(1), int(match.group(2)))
+        matched += 1
+    for match in re.finditer(rf"{_BEFORE}{_INT}\s*{_OPS}\s*{name}\b{_AFTER}", source):
+        found |= _flips(_MIRROR[match.group(2)], int(match.group(1)))
+        matched += 1
+    return frozenset(found) if matched == occurrences else None
+
+
+_MIRROR = {">=": "<=", "<=": ">=", ">": "<", "<": ">", "==": "==", "!=": "!="}
+
+
+def _flips(op: str, value: int) -> set[int]:
+    if op in (">=", "<"):
+        return {value}
+    if op in (">", "<="):
+        return {value + 1}
+    return {value, value + 1}
 
 
 def pack_files(paths: Iterable[Path]) -> list[Path]:
@@ -96,6 +171,7 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
     problems: list[Problem] = []
     compiled: list[CompiledRule] = []
     seen: dict[str, str] = {}
+    lines: dict[str, tuple[str, int]] = {}
     files = pack_files(paths)
     if not files:
         raise RulePackError([Problem(str(p), 0, None, "no rule pack found") for p in paths])
@@ -113,9 +189,46 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
             result = _compile(rule, str(file), rule_lines, problems)
             if result is not None:
                 compiled.append(result)
+                lines[rule.id] = (str(file), rule_lines.get("inhibits", line))
+    _check_inhibits([c.rule for c in compiled], lines, problems)
     if problems:
-        raise RulePackError(problems)
+        raise RulePackError(sorted(problems, key=lambda p: (p.file, p.line)))
     return RuleSet(tuple(compiled))
+
+
+def _check_inhibits(
+    rules: list[Rule], lines: dict[str, tuple[str, int]], problems: list[Problem]
+) -> None:
+    known = {r.id for r in rules}
+    for rule in rules:
+        file, line = lines[rule.id]
+        for target in rule.inhibits:
+            if target == rule.id:
+                problems.append(
+                    Problem(file, line, rule.id, "inhibits: a rule cannot inhibit itself")
+                )
+            elif target not in known:
+                problems.append(Problem(file, line, rule.id, f"inhibits: unknown rule {target!r}"))
+    graph = {r.id: [t for t in r.inhibits if t in known and t != r.id] for r in rules}
+    for start in graph:
+        path = _cycle_from(start, graph)
+        if path and path[0] == min(path):  # report each cycle once
+            file, line = lines[start]
+            problems.append(
+                Problem(file, line, start, f"inhibits: cycle {' -> '.join([*path, path[0]])}")
+            )
+
+
+def _cycle_from(start: str, graph: dict[str, list[str]]) -> list[str] | None:
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph[node]:
+            if nxt == start:
+                return path
+            if nxt not in path:
+                stack.append((nxt, [*path, nxt]))
+    return None
 
 
 def _read_pack(file: Path, problems: list[Problem]) -> list[tuple[Rule, int, dict[str, int]]]:
@@ -186,13 +299,21 @@ def _compile(
                 Problem(file, line, rule.id, f"{key}: unknown variable(s) {', '.join(unknown)}")
             )
             continue
+        type_error = type_check(program)
+        if type_error:
+            problems.append(Problem(file, line, rule.id, f"{key}: {type_error}"))
+            continue
         programs[key] = program
         inputs.update(program.variables())
-    templates = {"summary": rule.summary, "task": rule.task.title if rule.task else None}
+    templates = {
+        "summary": rule.summary,
+        "description": rule.description,
+        "task": rule.task.title if rule.task else None,
+    }
     for key, template in templates.items():
         unknown_ph = sorted(placeholders(template or "") - FEATURES.keys())
         if unknown_ph:
-            where = "summary" if key == "summary" else "task.title"
+            where = "task.title" if key == "task" else key
             problems.append(
                 Problem(
                     file,
@@ -205,6 +326,14 @@ def _compile(
         return None
     when = programs["when"]
     assert when is not None
+    sources = [str(p.source) for p in programs.values() if p is not None]
+    found: dict[str, frozenset[int]] = {}
+    for name in inputs:
+        if FEATURES[name].reaches is None:
+            continue
+        per_source = [thresholds(src, name) for src in sources if name in src]
+        if all(t is not None for t in per_source):
+            found[name] = frozenset().union(*(t for t in per_source if t is not None))
     return CompiledRule(
         rule=rule,
         when=when,
@@ -212,4 +341,33 @@ def _compile(
         applies_to=programs["applies_to"],
         inputs=frozenset(inputs),
         source=file,
+        thresholds=found,
     )
+
+
+_SAMPLES: dict[type, tuple[Any, Any]] = {
+    int: (0, 1000),
+    float: (0.0, 1000.5),
+    str: ("", "strategic"),
+    bool: (False, True),
+}
+
+
+def type_check(program: cel.Program) -> str | None:
+    """A type error found by running ``program`` on typed sample values, or None.
+
+    Samples are the low and high values of each feature's type, so both sides of most
+    ``&&``/``||`` are reached; a rule must produce a boolean.
+    """
+    names = program.variables()
+    for pick in (0, 1):
+        sample = {n: _SAMPLES[FEATURES[n].type][pick] for n in names}
+        try:
+            value = program.execute(sample)
+        except ZeroDivisionError:
+            continue
+        except (TypeError, RuntimeError, ValueError) as exc:
+            return f"CEL type error: {str(exc).split('. ')[0]}"
+        if not isinstance(value, bool):
+            return f"must be a boolean expression, got {type(value).__name__} ({value!r})"
+    return None

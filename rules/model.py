@@ -41,8 +41,27 @@ class TaskSpec(BaseModel):
     due: Duration = Field(description="due time after firing")
     title: str | None = Field(None, description="task title template; default: the summary")
     playbook: str | None = None
+    business_hours: bool = Field(
+        False, description="count `due` in business hours of the configured calendar"
+    )
     priority: Priority | None = Field(None, description="default: from the rule's severity")
-    escalate_after: Duration | None = None
+    escalate_after: Duration | None = Field(
+        None, description="not acknowledged by then: an escalation task to the first cc role"
+    )
+    fallback: str | list[str] | None = Field(
+        None,
+        description="who gets the task when the account has no person for the role: a queue "
+        "id, or a team spread by a stable hash of the customer (default: the configured one)",
+    )
+
+
+class MaxFires(BaseModel):
+    """At most ``count`` firings per customer within any ``per`` period."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1)
+    per: Duration
 
 
 class Rule(BaseModel):
@@ -55,9 +74,12 @@ class Rule(BaseModel):
     when: str = Field(min_length=1)
     for_: Duration = Field(0.0, alias="for")
     resolve_when: str | None = None
+    keep_firing_for: Duration = 0.0
     applies_to: str | None = None
     severity: Severity
     cooldown: Duration = 0.0
+    max_fires: MaxFires | None = None
+    inhibits: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str
     task: TaskSpec | None = None

@@ -31,11 +31,17 @@ class AlertEvent(OutputModel):
     severity: Severity
     status: Literal["firing", "resolved"]
     summary: str = Field(description="Rendered, human-readable text.")
+    description: str = Field("", description="The rule's longer explanation, rendered.")
     evidence: dict[str, Any] = Field(description="The feature values that made the rule fire.")
     labels: dict[str, str] = Field(default_factory=dict)
     tier: str | None = None
     fired_at: AwareDatetime = Field(description="Event time the alert started firing.")
     resolved_at: AwareDatetime | None = Field(None, description="Event time it resolved.")
+    resolution: Literal["cleared", "inhibited", "snoozed"] | None = Field(
+        None,
+        description="Why it resolved: its condition cleared, a more important alert of the "
+        "same customer inhibits it, or its task was dismissed with a snooze. Null while firing.",
+    )
     emitted_at: AwareDatetime = Field(description="Wall time this message was produced.")
 
 
@@ -54,6 +60,9 @@ class TaskEvent(OutputModel):
     priority: Literal["low", "medium", "high", "urgent"]
     due_at: AwareDatetime
     status: Literal["open", "escalated", "cancelled"]
+    escalation_of: str | None = Field(
+        None, description="For an escalation task: the task_id that was not acknowledged."
+    )
     created_at: AwareDatetime
 
 

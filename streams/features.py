@@ -3,46 +3,222 @@
 Rules reference features by name; the engine computes only the ones a rule's CEL program
 references. ``at`` is the evaluation time in epoch seconds (event time, never wall time).
 Missing-data policy: a customer never seen doing X counts from when it was first seen.
+
+Each feature also says what can change its value: ``depends_on`` names the input event kinds
+(and ``"alerts"``, the customer's alert records) whose arrival may change it, and a feature
+whose value moves with time alone has ``next_change``, the exact next moment it does. Day
+counters that step by one a day have ``reaches``, the moment they become a given value.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import pairwise
+from math import inf, nextafter
 from typing import Any
 
-from streams.state import DAY, CustomerState, day_of, month_of, window_sum
+from schemas import EVENT_KINDS
+from streams.state import DAY, CustomerState, day_of, month_of, month_start, window_sum
+
+EVENTS = frozenset(EVENT_KINDS)
+"""Every input event kind ("login", "order", …): what can change ``first_seen_at``."""
+SOURCES = EVENTS | {"alerts"}
+"""Everything a feature value can depend on besides time."""
+
+WEEKS_COMPARED = 8
+MAX_DAYS = 1_000_000  # day counters are not followed further (~2700 years)
+HIGH_SEVERITIES = frozenset({"high", "critical"})
+
+NextChange = Callable[[CustomerState, float], float | None]
+Reaches = Callable[[CustomerState, float, int], float | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Feature:
-    """One named input to rules."""
+    """One named input to rules.
+
+    ``next_change(state, at)``: the earliest time after ``at`` at which the value differs from
+    its value at ``at`` with no new input (None: never); set exactly when
+    ``changes_with_time``. ``reaches(state, at, v)``: the earliest time after ``at`` at which
+    the value becomes ``v`` with no new input (None: it already is ``v``, or never will be).
+    """
 
     name: str
     type: type
     description: str
     compute: Callable[[CustomerState, float], Any]
     changes_with_time: bool = False
+    depends_on: frozenset[str] = field(kw_only=True)
+    next_change: NextChange | None = field(default=None, kw_only=True)
+    reaches: Reaches | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        if self.changes_with_time != (self.next_change is not None):
+            raise ValueError(f"{self.name}: next_change must be set iff changes_with_time")
+        if self.reaches is not None and not self.changes_with_time:
+            raise ValueError(f"{self.name}: reaches needs changes_with_time")
+        if not self.depends_on <= SOURCES:
+            raise ValueError(f"{self.name}: unknown sources {set(self.depends_on - SOURCES)}")
 
 
+# -- time search ------------------------------------------------------------------------------
+def _first_after(at: float, guess: float, done: Callable[[float], bool]) -> float:
+    """The smallest float after ``at`` at which ``done`` holds.
+
+    ``done`` must be false up to some moment and true from then on, and ``guess`` must lie
+    within a few float steps of that moment.
+    """
+    t = guess if guess > at else nextafter(at, inf)
+    while not done(t):
+        t = nextafter(t, inf)
+    while True:
+        before = nextafter(t, -inf)
+        if before <= at or not done(before):
+            return t
+        t = before
+
+
+# -- day counters -----------------------------------------------------------------------------
 def _days_since(ts: float | None, state: CustomerState, at: float) -> int:
     ref = ts if ts is not None else (state.first_seen_at if state.first_seen_at else at)
     return max(0, int((at - ref) // DAY))
 
 
+def _since(ref: float, t: float) -> int:
+    return max(0, int((t - ref) // DAY))
+
+
+def _ref(ts: float | None, state: CustomerState) -> float | None:
+    """The reference time of a days-since counter; None when it stays 0."""
+    return ts if ts is not None else (state.first_seen_at or None)
+
+
+def _since_next(ts: float | None, state: CustomerState, at: float) -> float | None:
+    ref = _ref(ts, state)
+    if ref is None:
+        return None
+    now = _since(ref, at)
+    return _first_after(at, ref + (now + 1) * DAY, lambda t: _since(ref, t) > now)
+
+
+def _since_reaches(ts: float | None, state: CustomerState, at: float, value: int) -> float | None:
+    ref = _ref(ts, state)
+    if ref is None or value > MAX_DAYS or value <= _since(ref, at):
+        return None
+    return _first_after(at, ref + value * DAY, lambda t: _since(ref, t) >= value)
+
+
+def _to_renewal(s: CustomerState, at: float) -> int:
+    return 0 if s.renewal_at is None else int((s.renewal_at - at) // DAY)
+
+
+def _to_renewal_next(s: CustomerState, at: float) -> float | None:
+    r = s.renewal_at
+    if r is None:
+        return None
+    now = int((r - at) // DAY)
+    return _first_after(at, r - now * DAY, lambda t: (r - t) // DAY < now)
+
+
+def _to_renewal_reaches(s: CustomerState, at: float, value: int) -> float | None:
+    r = s.renewal_at
+    if r is None or value < -MAX_DAYS or value >= int((r - at) // DAY):
+        return None
+    return _first_after(at, r - (value + 1) * DAY, lambda t: (r - t) // DAY <= value)
+
+
+# -- windows over daily buckets ----------------------------------------------------------------
 def _days(state_buckets: dict[int, float], at: float, first_back: int, last_back: int) -> float:
     today = day_of(at)
     return window_sum(state_buckets, today - first_back, today - last_back)
 
 
-def _departed_30d(s: CustomerState, at: float) -> int:
-    return sum(1 for ts, _, _ in s.departures if at - 30 * DAY < ts <= at)
+def _first_window_change(
+    buckets: dict[int, float], now: int, first_back: int, last_back: int
+) -> int | None:
+    """The first slot after ``now`` whose window ``[slot - first_back, slot - last_back]`` sums
+    to something else than the window of the slot before it."""
+    best = inf
+    get = buckets.get
+    for slot, v in buckets.items():
+        if v:
+            # one slot enters and one leaves each step: a change unless their values match
+            enter = slot + last_back
+            if now < enter < best and get(enter - first_back - 1, 0) != v:
+                best = enter
+            leave = slot + first_back + 1
+            if now < leave < best and get(leave - last_back, 0) != v:
+                best = leave
+    return None if best == inf else int(best)
 
 
-def _last_departed(s: CustomerState, at: float) -> str:
-    return s.departures[-1][2] if s.departures else ""
+def _days_next(
+    buckets: dict[int, float], at: float, first_back: int, last_back: int
+) -> float | None:
+    day = _first_window_change(buckets, day_of(at), first_back, last_back)
+    return None if day is None else day * DAY
 
 
+def _window(
+    bucket_of: Callable[[CustomerState], dict[int, float]], first_back: int, last_back: int
+) -> tuple[Callable[[CustomerState, float], float], NextChange]:
+    def value(s: CustomerState, at: float) -> float:
+        return _days(bucket_of(s), at, first_back, last_back)
+
+    def next_change(s: CustomerState, at: float) -> float | None:
+        return _days_next(bucket_of(s), at, first_back, last_back)
+
+    return value, next_change
+
+
+_logins_7d, _logins_7d_next = _window(lambda s: s.logins, 6, 0)
+_logins_prev, _logins_prev_next = _window(lambda s: s.logins, 34, 7)
+_complaints_7d, _complaints_7d_next = _window(lambda s: s.complaints, 6, 0)
+_complaints_base, _complaints_base_next = _window(lambda s: s.complaints, 96, 7)
+_tickets_30d, _tickets_30d_next = _window(lambda s: s.tickets, 29, 0)
+_orders_90d, _orders_90d_next = _window(lambda s: s.orders, 89, 0)
+
+
+def _weeks(logins: dict[int, float], today: int) -> list[float]:
+    w = [0.0] * (WEEKS_COMPARED + 1)
+    for day, v in logins.items():
+        back = today - day
+        if 0 <= back < 7 * (WEEKS_COMPARED + 1):
+            w[back // 7] += v
+    return w
+
+
+def _falling(w: list[float]) -> int:
+    n = 0
+    while n < WEEKS_COMPARED and w[n] < w[n + 1]:
+        n += 1
+    return n
+
+
+def _weeks_declining(s: CustomerState, at: float) -> int:
+    return _falling(_weeks(s.logins, day_of(at)))
+
+
+def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
+    logins = s.logins
+    if not logins:
+        return None
+    today = day_of(at)
+    w = _weeks(logins, today)
+    now = _falling(w)
+    get = logins.get
+    # from the day the newest bucket is 14 days old, this week and the last are both empty
+    for day in range(today + 1, max(logins) + 15):
+        for k in range(WEEKS_COMPARED + 1):
+            newest = day - 7 * k
+            w[k] += get(newest, 0.0) - get(newest - 7, 0.0)
+        if _falling(w) != now:
+            return day * DAY
+    return None
+
+
+# -- monthly windows --------------------------------------------------------------------------
 def _revenue_365d(s: CustomerState, at: float) -> float:
     month = month_of(at)
     return round(float(window_sum(s.monthly_value, month - 12, month)), 2)
@@ -53,6 +229,74 @@ def _orders_365d(s: CustomerState, at: float) -> int:
     return int(window_sum(s.monthly_orders, month - 12, month))
 
 
+def _orders_365d_next(s: CustomerState, at: float) -> float | None:
+    month = _first_window_change(s.monthly_orders, month_of(at), 12, 0)
+    return None if month is None else month_start(month)
+
+
+def _revenue_365d_next(s: CustomerState, at: float) -> float | None:
+    now = _revenue_365d(s, at)
+    month: int | None = month_of(at)
+    while month is not None:
+        month = _first_window_change(s.monthly_value, month, 12, 0)
+        if month is not None and _revenue_365d(s, month_start(month)) != now:
+            return month_start(month)  # a change of less than a cent does not show
+    return None
+
+
+# -- contacts ---------------------------------------------------------------------------------
+def _departed_30d(s: CustomerState, at: float) -> int:
+    return sum(1 for ts, _, _ in s.departures if at - 30 * DAY < ts <= at)
+
+
+def _ages_out(ts: float, at: float) -> float:
+    """When a departure at ``ts``, counted at ``at``, stops counting."""
+    return _first_after(at, ts + 30 * DAY, lambda t: not t - 30 * DAY < ts)
+
+
+def _departed_30d_next(s: CustomerState, at: float) -> float | None:
+    delta: dict[float, int] = {}
+    for ts, _, _ in s.departures:
+        if ts > at:
+            delta[ts] = delta.get(ts, 0) + 1
+        elif at - 30 * DAY < ts:
+            gone = _ages_out(ts, at)
+            delta[gone] = delta.get(gone, 0) - 1
+    return min((t for t, v in delta.items() if v), default=None)
+
+
+def _last_departed(s: CustomerState, at: float) -> str:
+    return s.departures[-1][2] if s.departures else ""
+
+
+# -- orders, CSAT, alerts ----------------------------------------------------------------------
+def _order_gap_median_days(s: CustomerState, at: float) -> float:
+    times = s.order_times
+    if len(times) < 2:
+        return 0.0
+    gaps = sorted(b - a for a, b in pairwise(times))  # at most 15
+    mid = len(gaps) // 2
+    median = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2.0
+    return median / DAY
+
+
+def _csat_avg_last3(s: CustomerState, at: float) -> float:
+    scores = s.csat_recent
+    return sum(scores) / len(scores) if scores else 0.0
+
+
+def _open_high_alerts(s: CustomerState, at: float) -> int:
+    return sum(
+        1 for a in s.alerts.values() if a.get("s") == "firing" and a.get("sev") in HIGH_SEVERITIES
+    )
+
+
+LOGIN = frozenset({"login"})
+ORDER = frozenset({"order"})
+TICKET = frozenset({"ticket"})
+CONTACT = frozenset({"contact"})
+ACCOUNT = frozenset({"account"})
+
 _CATALOGUE: tuple[Feature, ...] = (
     Feature(
         "days_since_last_login",
@@ -60,54 +304,84 @@ _CATALOGUE: tuple[Feature, ...] = (
         "whole days since the last login (since first seen if never)",
         lambda s, at: _days_since(s.last_login_at, s, at),
         changes_with_time=True,
+        depends_on=EVENTS,
+        next_change=lambda s, at: _since_next(s.last_login_at, s, at),
+        reaches=lambda s, at, v: _since_reaches(s.last_login_at, s, at, v),
     ),
     Feature(
         "logins_7d",
         int,
         "logins in the last 7 days, today included",
-        lambda s, at: int(_days(s.logins, at, 6, 0)),
+        lambda s, at: int(_logins_7d(s, at)),
         changes_with_time=True,
+        depends_on=LOGIN,
+        next_change=_logins_7d_next,
     ),
     Feature(
         "logins_prev_28d_weekly_avg",
         float,
         "average logins per week in the 28 days before the last 7",
-        lambda s, at: _days(s.logins, at, 34, 7) / 4.0,
+        lambda s, at: _logins_prev(s, at) / 4.0,
         changes_with_time=True,
+        depends_on=LOGIN,
+        next_change=_logins_prev_next,
+    ),
+    Feature(
+        "login_weeks_declining",
+        int,
+        "consecutive weeks (up to 8, newest first) with fewer logins than the week before",
+        _weeks_declining,
+        changes_with_time=True,
+        depends_on=LOGIN,
+        next_change=_weeks_declining_next,
     ),
     Feature(
         "complaints_7d",
         int,
         "complaint tickets opened in the last 7 days",
-        lambda s, at: int(_days(s.complaints, at, 6, 0)),
+        lambda s, at: int(_complaints_7d(s, at)),
         changes_with_time=True,
+        depends_on=TICKET,
+        next_change=_complaints_7d_next,
     ),
     Feature(
         "complaints_90d_weekly_baseline",
         float,
         "complaints per week in the 90 days before the last 7 (the customer's own baseline)",
-        lambda s, at: _days(s.complaints, at, 96, 7) * 7.0 / 90.0,
+        lambda s, at: _complaints_base(s, at) * 7.0 / 90.0,
         changes_with_time=True,
+        depends_on=TICKET,
+        next_change=_complaints_base_next,
     ),
     Feature(
         "tickets_30d",
         int,
         "tickets of any kind opened in the last 30 days",
-        lambda s, at: int(_days(s.tickets, at, 29, 0)),
+        lambda s, at: int(_tickets_30d(s, at)),
         changes_with_time=True,
+        depends_on=TICKET,
+        next_change=_tickets_30d_next,
     ),
-    Feature("open_tickets", int, "tickets currently open", lambda s, at: len(s.open_tickets)),
+    Feature(
+        "open_tickets",
+        int,
+        "tickets currently open",
+        lambda s, at: len(s.open_tickets),
+        depends_on=TICKET,
+    ),
     Feature(
         "open_critical_tickets",
         int,
         "open tickets of severity critical",
         lambda s, at: sum(1 for v in s.open_tickets.values() if v == "critical"),
+        depends_on=TICKET,
     ),
     Feature(
         "key_contacts",
         int,
         "key contacts currently at the customer",
         lambda s, at: len(s.key_contacts),
+        depends_on=CONTACT,
     ),
     Feature(
         "key_contacts_departed_30d",
@@ -115,12 +389,16 @@ _CATALOGUE: tuple[Feature, ...] = (
         "key contacts who left in the last 30 days",
         _departed_30d,
         changes_with_time=True,
+        depends_on=CONTACT,
+        next_change=_departed_30d_next,
     ),
     Feature(
         "last_departed_contact",
         str,
         "name of the key contact who left most recently ('' if none)",
         _last_departed,
+        # any event prunes departures older than 90 days
+        depends_on=EVENTS,
     ),
     Feature(
         "days_since_last_order",
@@ -128,28 +406,78 @@ _CATALOGUE: tuple[Feature, ...] = (
         "whole days since the last order (since first seen if never)",
         lambda s, at: _days_since(s.last_order_at, s, at),
         changes_with_time=True,
+        depends_on=EVENTS,
+        next_change=lambda s, at: _since_next(s.last_order_at, s, at),
+        reaches=lambda s, at, v: _since_reaches(s.last_order_at, s, at, v),
     ),
     Feature(
         "orders_90d",
         int,
         "orders placed in the last 90 days",
-        lambda s, at: int(_days(s.orders, at, 89, 0)),
+        lambda s, at: int(_orders_90d(s, at)),
         changes_with_time=True,
+        depends_on=ORDER,
+        next_change=_orders_90d_next,
     ),
-    Feature("orders_365d", int, "orders in the last 13 calendar months", _orders_365d, True),
+    Feature(
+        "orders_365d",
+        int,
+        "orders in the last 13 calendar months",
+        _orders_365d,
+        changes_with_time=True,
+        depends_on=ORDER,
+        next_change=_orders_365d_next,
+    ),
     Feature(
         "revenue_365d",
         float,
         "paid order value in the reporting currency, last 13 calendar months",
         _revenue_365d,
         changes_with_time=True,
+        depends_on=ORDER,
+        next_change=_revenue_365d_next,
     ),
-    Feature("last_csat", int, "last CSAT score 1-5 (0 if none)", lambda s, at: s.last_csat or 0),
+    Feature(
+        "order_count",
+        int,
+        "orders remembered for the order rhythm (the last 16 placed or paid, not cancelled)",
+        lambda s, at: len(s.order_times),
+        depends_on=ORDER,
+    ),
+    Feature(
+        "order_gap_median_days",
+        float,
+        "median days between consecutive remembered orders (0.0 with fewer than 2)",
+        _order_gap_median_days,
+        depends_on=ORDER,
+    ),
+    Feature(
+        "last_csat",
+        int,
+        "last CSAT score 1-5 (0 if none)",
+        lambda s, at: s.last_csat or 0,
+        depends_on=TICKET,
+    ),
+    Feature(
+        "csat_avg_last3",
+        float,
+        "mean of the last 3 CSAT scores (0.0 if none)",
+        _csat_avg_last3,
+        depends_on=TICKET,
+    ),
+    Feature(
+        "csat_count",
+        int,
+        "CSAT scores in csat_avg_last3 (0-3)",
+        lambda s, at: len(s.csat_recent),
+        depends_on=TICKET,
+    ),
     Feature(
         "last_nps",
         int,
         "last NPS score 0-10 (-1 if none)",
         lambda s, at: -1 if s.last_nps is None else s.last_nps,
+        depends_on=TICKET,
     ),
     Feature(
         "tenure_days",
@@ -157,22 +485,91 @@ _CATALOGUE: tuple[Feature, ...] = (
         "whole days since the customer was first seen",
         lambda s, at: _days_since(s.first_seen_at, s, at),
         changes_with_time=True,
+        depends_on=EVENTS,
+        next_change=lambda s, at: _since_next(s.first_seen_at, s, at),
+        reaches=lambda s, at, v: _since_reaches(s.first_seen_at, s, at, v),
     ),
-    Feature("name", str, "account name", lambda s, at: s.account.get("name", s.customer_id)),
-    Feature("owner", str, "account manager id", lambda s, at: s.account.get("owner", "")),
-    Feature("csm", str, "customer success manager id", lambda s, at: s.account.get("csm", "")),
-    Feature("segment", str, "account segment", lambda s, at: s.account.get("segment", "")),
-    Feature("region", str, "account region", lambda s, at: s.account.get("region", "")),
+    Feature(
+        "days_to_renewal",
+        int,
+        "whole days until the renewal date, negative after it (0 if none known)",
+        _to_renewal,
+        changes_with_time=True,
+        depends_on=ACCOUNT,
+        next_change=_to_renewal_next,
+        reaches=_to_renewal_reaches,
+    ),
+    Feature(
+        "has_renewal_date",
+        bool,
+        "the account has a renewal date",
+        lambda s, at: s.renewal_at is not None,
+        depends_on=ACCOUNT,
+    ),
+    Feature(
+        "open_high_alerts",
+        int,
+        "firing alerts of severity high or critical for the customer",
+        _open_high_alerts,
+        depends_on=frozenset({"alerts"}),
+    ),
+    Feature(
+        "name",
+        str,
+        "account name",
+        lambda s, at: s.account.get("name", s.customer_id),
+        depends_on=ACCOUNT,
+    ),
+    Feature(
+        "owner",
+        str,
+        "account manager id",
+        lambda s, at: s.account.get("owner", ""),
+        depends_on=ACCOUNT,
+    ),
+    Feature(
+        "csm",
+        str,
+        "customer success manager id",
+        lambda s, at: s.account.get("csm", ""),
+        depends_on=ACCOUNT,
+    ),
+    Feature(
+        "segment",
+        str,
+        "account segment",
+        lambda s, at: s.account.get("segment", ""),
+        depends_on=ACCOUNT,
+    ),
+    Feature(
+        "region",
+        str,
+        "account region",
+        lambda s, at: s.account.get("region", ""),
+        depends_on=ACCOUNT,
+    ),
     Feature(
         "tier",
         str,
         "value tier (tier_override from the account until tiers are computed; else 'normal')",
         lambda s, at: s.account.get("tier_override", "normal"),
+        depends_on=ACCOUNT,
     ),
-    Feature("customer_id", str, "the customer id", lambda s, at: s.customer_id),
+    Feature(
+        "customer_id",
+        str,
+        "the customer id",
+        lambda s, at: s.customer_id,
+        depends_on=frozenset(),
+    ),
 )
 
 FEATURES: dict[str, Feature] = {f.name: f for f in _CATALOGUE}
+
+KINDS_CHANGING: dict[str, frozenset[str]] = {
+    kind: frozenset(f.name for f in _CATALOGUE if kind in f.depends_on) for kind in sorted(SOURCES)
+}
+"""Input event kind (or ``"alerts"``) → the features whose value it can change."""
 
 
 def compute(state: CustomerState, at: float, names: frozenset[str] | None = None) -> dict[str, Any]:
@@ -182,34 +579,15 @@ def compute(state: CustomerState, at: float, names: frozenset[str] | None = None
 
 
 def next_change(state: CustomerState, at: float, names: frozenset[str]) -> float | None:
-    """Earliest time after ``at`` when a time-dependent feature in ``names`` may change.
+    """Earliest time after ``at`` at which a feature in ``names`` changes by time alone.
 
-    Day granularity: day counters tick at whole days since their reference time, windowed
-    counts at UTC midnight. Nothing is due for a customer with no time-dependent inputs.
+    None when none of them will change without new input.
     """
-    candidates: list[float] = []
-    ref_of = {
-        "days_since_last_login": state.last_login_at,
-        "days_since_last_order": state.last_order_at,
-        "tenure_days": state.first_seen_at,
-    }
-    for name, ts in ref_of.items():
-        if name in names:
-            ref = ts if ts is not None else state.first_seen_at
-            if ref is not None:
-                candidates.append(ref + ((at - ref) // DAY + 1) * DAY)
-    windowed = {f.name for f in _CATALOGUE if f.changes_with_time} - ref_of.keys()
-    if names & windowed and _has_windowed_data(state):
-        candidates.append((day_of(at) + 1) * DAY)
-    return min(candidates) if candidates else None
-
-
-def _has_windowed_data(state: CustomerState) -> bool:
-    return bool(
-        state.logins
-        or state.complaints
-        or state.tickets
-        or state.orders
-        or state.departures
-        or state.monthly_value
-    )
+    best: float | None = None
+    for name in names:
+        find = FEATURES[name].next_change
+        if find is not None:
+            t = find(state, at)
+            if t is not None and (best is None or t < best):
+                best = t
+    return best

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -40,7 +41,9 @@ class Settings(BaseSettings):
     topic_rekeyed: str = "churnguard.rekeyed"
     topic_ticks: str = "churnguard.ticks"
 
-    horizon_days: int = Field(120, ge=30, description="how far back daily buckets reach")
+    horizon_days: int = Field(
+        120, ge=97, description="how far back daily buckets reach (the 90-day baseline needs 97)"
+    )
     recent_event_ids: int = Field(512, ge=16, description="event_ids kept per customer for dedup")
     flush_interval_s: float = Field(1.0, gt=0, description="max age of unpersisted state")
     flush_max_dirty: int = Field(2000, ge=1, description="flush a partition at this many dirty")
@@ -48,7 +51,12 @@ class Settings(BaseSettings):
     clock: Literal["wall", "event"] = Field(
         "wall", description="sweep clock: wall time (live) or event-time watermark (replay)"
     )
-    allowed_lateness_s: float = Field(0.0, ge=0, description="watermark = max event time - this")
+    allowed_lateness_s: float = Field(
+        300.0,
+        ge=0,
+        description="watermark = max event time seen on a partition - this; older events are "
+        "late: they update state but are evaluated at the watermark",
+    )
     max_future_skew_s: float = Field(
         86400.0, gt=0, description="events further ahead of wall time are dead-lettered"
     )
@@ -56,6 +64,18 @@ class Settings(BaseSettings):
     rule_packs: list[Path] = Field(default_factory=lambda: [BUILTIN_PACKS])
     task_fallback_assignee: str = Field(
         "cs-queue", description="assignee when the account lacks the rule's role"
+    )
+    task_fallback_team: list[str] = Field(
+        default_factory=list,
+        description="if set, the fallback is spread over these person ids by a stable hash "
+        "of the customer (the same customer always lands with the same person)",
+    )
+    business_timezone: str = Field("UTC", description="IANA zone of business hours")
+    business_hours: str = Field(
+        "09:00-17:00", pattern=r"^\d\d:\d\d-\d\d:\d\d$", description="local opening hours"
+    )
+    business_days: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 3, 4], description="working weekdays, Monday = 0"
     )
     reporting_currency: str = "EUR"
     currency_rates: dict[str, float] = Field(
@@ -69,6 +89,12 @@ class Settings(BaseSettings):
     producer_max_batch_size: int | None = Field(
         None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
     )
+
+    @property
+    def business_hours_range(self) -> tuple[time, time]:
+        """Opening and closing time of ``business_hours``."""
+        opens, closes = (time.fromisoformat(t) for t in self.business_hours.split("-"))
+        return opens, closes
 
     @cached_property
     def input_topics(self) -> dict[str, str]:

@@ -2,13 +2,16 @@
 
 Times are epoch seconds (floats); days are whole UTC days since the epoch. Everything a
 feature needs is here, bounded in size: daily buckets over a horizon, monthly order buckets
-for 13 months, and a bounded list of recent ``event_id``s for idempotency.
+for 13 months, the times of the last 16 orders, the last 3 CSAT scores, and a bounded list of
+recent ``event_id``s for idempotency.
 """
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +33,8 @@ MONTHS_KEPT = 13
 MAX_OPEN_TICKETS = 256
 MAX_TRACKED_ORDERS = 128
 MAX_DEPARTURES = 32
+MAX_ORDER_TIMES = 16
+CSAT_KEPT = 3
 DEPARTURES_KEPT_S = 90 * DAY
 
 ACCOUNT_FIELDS = ("name", "owner", "csm", "segment", "industry", "region", "tier_override")
@@ -53,6 +58,19 @@ def month_of(ts: float) -> int:
     mp = (5 * doy + 2) // 153
     m = mp + 3 if mp < 10 else mp - 9
     return (y + (m <= 2)) * 12 + m - 1
+
+
+def month_start(month: int) -> float:
+    """Epoch timestamp of the first instant (UTC) of a :func:`month_of` month number."""
+    # days-from-civil (Howard Hinnant) for the 1st of the month
+    y, m = divmod(month, 12)
+    m += 1
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return (era * 146097 + doe - 719468) * DAY
 
 
 def _bump(buckets: dict[int, float], slot: int, by: float) -> None:
@@ -89,6 +107,12 @@ class CustomerState:
     departures: list[tuple[float, str, str]] = field(default_factory=list)
     last_csat: int | None = None
     last_nps: int | None = None
+    # event times of the last MAX_ORDER_TIMES counted orders, ascending
+    order_times: list[float] = field(default_factory=list)
+    # the last CSAT_KEPT CSAT scores, oldest first (arrival order, like last_csat)
+    csat_recent: list[int] = field(default_factory=list)
+    # the account's renewal date (epoch seconds), from the newest account event
+    renewal_at: float | None = None
     recent_ids: deque[str] = field(default_factory=deque)
     recent_set: set[str] = field(default_factory=set)
     evaluated_at: float | None = None
@@ -133,6 +157,9 @@ class CustomerState:
                 "dep": self.departures,
                 "csat": self.last_csat,
                 "nps": self.last_nps,
+                "odt": self.order_times,
+                "csr": self.csat_recent,
+                "ren": self.renewal_at,
                 "ids": list(self.recent_ids),
                 "eval": self.evaluated_at,
                 "al": self.alerts,
@@ -143,7 +170,11 @@ class CustomerState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
-        """Decode :meth:`to_bytes` output; rejects unknown versions."""
+        """Decode :meth:`to_bytes` output; rejects unknown versions.
+
+        States written before ``order_times``, ``csat_recent`` and ``renewal_at`` existed decode
+        with those empty (``renewal_at`` from the account's ``renewal_at`` string).
+        """
         d = orjson.loads(raw)
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported customer state version {d.get('v')!r}")
@@ -152,6 +183,11 @@ class CustomerState:
             return {int(k): v for k, v in m.items()}
 
         ids = deque(d["ids"])
+        if "ren" in d:
+            renewal_at = d["ren"]
+        else:
+            iso = d["acct"].get("renewal_at")
+            renewal_at = datetime.fromisoformat(iso).timestamp() if iso else None
         return cls(
             customer_id=d["id"],
             account=d["acct"],
@@ -173,6 +209,9 @@ class CustomerState:
             departures=[(x[0], x[1], x[2]) for x in d["dep"]],
             last_csat=d["csat"],
             last_nps=d["nps"],
+            order_times=d.get("odt", []),
+            csat_recent=d.get("csr", []),
+            renewal_at=renewal_at,
             recent_ids=ids,
             recent_set=set(ids),
             evaluated_at=d["eval"],
@@ -216,8 +255,10 @@ def apply_event(state: CustomerState, event: InputEvent, config: StateConfig) ->
             state.account_at = ts
             values = event.model_dump(include=set(ACCOUNT_FIELDS))
             state.account = {k: str(v) for k, v in values.items() if v is not None}
+            state.renewal_at = None
             if event.renewal_at is not None:
                 state.account["renewal_at"] = event.renewal_at.isoformat()
+                state.renewal_at = event.renewal_at.timestamp()
     elif isinstance(event, TaskUpdateEvent):
         pass  # task progress is handled by the lifecycle (a later issue); kept for dedup
     prune(state, state.last_event_at or ts, config.horizon_days)
@@ -235,10 +276,14 @@ def _apply_order(state: CustomerState, event: OrderEvent, ts: float, config: Sta
         _bump(state.monthly_orders, month_of(ts), 1)
         if state.last_order_at is None or ts > state.last_order_at:
             state.last_order_at = ts
+        insort(state.order_times, ts)
+        del state.order_times[:-MAX_ORDER_TIMES]
     elif before in ("placed", "paid") and after == "cancelled" and counted_at is not None:
         # undo the count where it was made (unless that bucket is already pruned)
         _unbump(state.orders, day_of(counted_at), 1)
         _unbump(state.monthly_orders, month_of(counted_at), 1)
+        if counted_at in state.order_times:
+            state.order_times.remove(counted_at)
     if after == "paid" and before != "paid":
         paid_at = ts
         _bump(state.order_value, day_of(ts), value)
@@ -270,6 +315,8 @@ def _apply_ticket(state: CustomerState, event: TicketEvent, day: int) -> None:
         state.open_tickets.pop(event.ticket_id, None)
     if event.csat is not None:
         state.last_csat = event.csat
+        state.csat_recent.append(event.csat)
+        del state.csat_recent[:-CSAT_KEPT]
     if event.nps is not None:
         state.last_nps = event.nps
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import rules
-from rules.loader import Problem, RulePackError, load_rules, pack_files
+from rules.loader import Problem, RulePackError, load_rules, pack_files, thresholds
 
 CORE_PACK = Path(rules.__file__).resolve().parent / "packs" / "core.yaml"
 
@@ -39,21 +39,33 @@ def only_problem(path: Path) -> Problem:
 # -- the built-in pack -------------------------------------------------------------------------
 def test_builtin_pack_loads() -> None:
     ruleset = load_rules([CORE_PACK])
-    assert [r.id for r in ruleset.rules] == [
-        "inactivity",
-        "complaint-spike",
-        "key-contact-departed",
-    ]
+    ids = [r.id for r in ruleset.rules]
+    assert sorted(ids) == sorted(
+        [
+            "customer-dormant",
+            "inactivity",
+            "activity-decline",
+            "activity-drop",
+            "complaint-spike",
+            "low-csat",
+            "nps-detractor",
+            "key-contact-departed",
+            "renewal-at-risk",
+            "order-rhythm-broken",
+        ]
+    )
+    # evaluation order: inhibitors before the rules they inhibit, alert readers last
+    assert ids.index("customer-dormant") < ids.index("inactivity") < ids.index("activity-drop")
+    assert ids[-1] == "renewal-at-risk"
+    assert ruleset.inhibited_by["inactivity"] == ("customer-dormant",)
     assert all(r.source == str(CORE_PACK) for r in ruleset.rules)
-    assert ruleset.inputs == {
-        "days_since_last_login",
-        "complaints_7d",
-        "complaints_90d_weekly_baseline",
-        "key_contacts_departed_30d",
-    }
-    assert ruleset.time_inputs == ruleset.inputs
-    assert all(r.time_based for r in ruleset.rules)
-    inactivity = ruleset.rules[0].rule
+    assert {"days_since_last_login", "complaints_7d", "open_high_alerts"} <= ruleset.inputs
+    by_id = {r.id: r for r in ruleset.rules}
+    assert by_id["inactivity"].thresholds == {"days_since_last_login": frozenset({14})}
+    assert "days_since_last_order" not in by_id["order-rhythm-broken"].thresholds
+    assert by_id["order-rhythm-broken"].static_guard is not None
+    assert not by_id["low-csat"].time_based
+    inactivity = by_id["inactivity"].rule
     assert inactivity.cooldown == 7 * 86400
     assert inactivity.task is not None
     assert inactivity.task.due == 72 * 3600
@@ -61,7 +73,7 @@ def test_builtin_pack_loads() -> None:
 
 def test_builtin_pack_directory_loads() -> None:
     assert pack_files([CORE_PACK.parent]) == [CORE_PACK]
-    assert len(load_rules([CORE_PACK.parent]).rules) == 3
+    assert len(load_rules([CORE_PACK.parent]).rules) == 10
 
 
 def test_rules_mapping_form_loads(tmp_path: Path) -> None:
@@ -267,3 +279,79 @@ def test_unreadable_pack(tmp_path: Path) -> None:
     [problem] = info.value.problems
     assert (problem.file, problem.line) == (str(missing), 0)
     assert "cannot read" in problem.message
+
+
+# -- types, inhibition, thresholds ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ("complaints_7d * 2.0 > 1.0", "CEL type error: No such overload"),
+        ("name > 3", "CEL type error: No such overload"),
+        ("open_tickets + 1", "must be a boolean expression, got int"),
+        ("open_tickets > 0 && size(name) + 0.5 > 1.0", "CEL type error"),
+    ],
+)
+def test_cel_type_error(tmp_path: Path, when: str, message: str) -> None:
+    path = write(tmp_path, "t.yaml", GOOD.replace("open_tickets > 0", when))
+    problem = only_problem(path)
+    assert (problem.line, problem.rule_id) == (2, "good")
+    assert problem.message.startswith("when: ")
+    assert message in problem.message
+
+
+def test_unknown_description_placeholder(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.yaml", GOOD + "  description: 'about {{ nope }}'\n")
+    problem = only_problem(path)
+    assert (problem.line, problem.message) == (5, "description: unknown placeholder(s) nope")
+
+
+def test_bad_cooldown_duration(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.yaml", GOOD + "  cooldown: 3 days\n")
+    problem = only_problem(path)
+    assert problem.line == 5
+    assert "bad duration '3 days'" in problem.message
+
+
+def test_bad_max_fires(tmp_path: Path) -> None:
+    path = write(tmp_path, "m.yaml", GOOD + "  max_fires: {count: 0, per: 1d}\n")
+    problem = only_problem(path)
+    assert problem.line == 5
+    assert problem.message.startswith("max_fires.count:")
+
+
+def test_unknown_inhibited_rule(tmp_path: Path) -> None:
+    path = write(tmp_path, "i.yaml", GOOD + "  inhibits: [ghost]\n")
+    problem = only_problem(path)
+    assert (problem.line, problem.message) == (5, "inhibits: unknown rule 'ghost'")
+
+
+def test_inhibition_cycle(tmp_path: Path) -> None:
+    a = GOOD.replace("- id: good", "- id: a") + "  inhibits: [b]\n"
+    b = GOOD.replace("- id: good", "- id: b") + "  inhibits: [a]\n"
+    path = write(tmp_path, "c.yaml", a + b)
+    problem = only_problem(path)
+    assert (problem.line, problem.rule_id) == (5, "a")
+    assert problem.message == "inhibits: cycle a -> b -> a"
+
+
+def test_self_inhibition(tmp_path: Path) -> None:
+    path = write(tmp_path, "s.yaml", GOOD + "  inhibits: [good]\n")
+    assert only_problem(path).message == "inhibits: a rule cannot inhibit itself"
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("days_since_last_login >= 14", {14}),
+        ("days_since_last_login > 14", {15}),
+        ("14 <= days_since_last_login", {14}),
+        ("days_since_last_login <= 3 || days_since_last_login == 30", {4, 30, 31}),
+        ("x > 2 && (days_since_last_login < 7)", {7}),
+        ("days_since_last_login >= 14 + x", None),
+        ("double(days_since_last_login) > 3.0 * y", None),
+        ("days_since_last_login >= 14.0", None),
+    ],
+)
+def test_thresholds_from_comparisons_with_literals(source: str, expected: set[int] | None) -> None:
+    found = thresholds(source, "days_since_last_login")
+    assert (None if found is None else set(found)) == expected

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -12,14 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import (
-    AccountEvent,
-    ContactEvent,
-    InputEvent,
-    LoginEvent,
-    OrderEvent,
-    TicketEvent,
-)
+from schemas import InputEvent
 from streams.features import compute
 from streams.state import (
     DAY,
@@ -29,13 +20,22 @@ from streams.state import (
     apply_event,
     day_of,
     month_of,
+    month_start,
     prune,
 )
-
-CID = "cust-1"
-T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
-CONFIG = StateConfig()
-_seq = itertools.count()
+from tests.factories import (
+    CID,
+    CONFIG,
+    T0,
+    account,
+    contact,
+    csat,
+    event_strategy,
+    fold,
+    login,
+    order,
+    ticket,
+)
 
 BUCKETS = (
     "logins",
@@ -46,85 +46,6 @@ BUCKETS = (
     "monthly_orders",
     "monthly_value",
 )
-
-
-# -- event helpers ----------------------------------------------------------------------
-def _common(when: datetime, event_id: str | None) -> dict[str, Any]:
-    return {
-        "event_id": event_id or f"e-{next(_seq)}",
-        "customer_id": CID,
-        "occurred_at": when,
-    }
-
-
-def login(when: datetime, event_id: str | None = None) -> LoginEvent:
-    return LoginEvent(**_common(when, event_id), user_id="u-1", channel="web")
-
-
-def order(
-    when: datetime,
-    order_id: str,
-    status: str,
-    amount: str = "100.00",
-    currency: str = "EUR",
-    event_id: str | None = None,
-) -> OrderEvent:
-    return OrderEvent(
-        **_common(when, event_id),
-        order_id=order_id,
-        amount=Decimal(amount),
-        currency=currency,
-        status=status,
-    )
-
-
-def ticket(
-    when: datetime,
-    ticket_id: str,
-    status: str = "opened",
-    kind: str = "complaint",
-    severity: str = "high",
-    event_id: str | None = None,
-    **extra: Any,
-) -> TicketEvent:
-    return TicketEvent(
-        **_common(when, event_id),
-        ticket_id=ticket_id,
-        kind=kind,
-        severity=severity,
-        status=status,
-        **extra,
-    )
-
-
-def contact(
-    when: datetime,
-    contact_id: str,
-    change: str,
-    is_key: bool,
-    name: str | None = "Ada",
-    event_id: str | None = None,
-) -> ContactEvent:
-    return ContactEvent(
-        **_common(when, event_id),
-        contact_id=contact_id,
-        name=name,
-        is_key_contact=is_key,
-        change=change,
-    )
-
-
-def account(when: datetime, event_id: str | None = None, **fields: Any) -> AccountEvent:
-    values: dict[str, Any] = {"name": "Acme", "owner": "am-7", "csm": "csm-3"}
-    values.update(fields)
-    return AccountEvent(**_common(when, event_id), **values)
-
-
-def fold(events: list[InputEvent], config: StateConfig = CONFIG) -> CustomerState:
-    state = CustomerState(CID)
-    for event in events:
-        apply_event(state, event, config)
-    return state
 
 
 def nonempty_buckets(state: CustomerState) -> set[str]:
@@ -450,6 +371,95 @@ def test_prune_monthly_and_departures() -> None:
     assert state.monthly_orders == {}
 
 
+# -- order times, CSAT history, renewal ----------------------------------------------------
+def test_order_times_keep_the_last_sixteen_counted_orders_sorted() -> None:
+    days = [5, 1, 17, 3, 9, 0, 12, 8, 2, 16, 4, 11, 6, 15, 7, 10, 14, 13]  # 18 orders
+    state = fold([order(T0 + timedelta(days=d), f"o-{d}", "placed") for d in days])
+    expected = [(T0 + timedelta(days=d)).timestamp() for d in range(2, 18)]
+    assert state.order_times == expected
+    # paying a counted order does not count it again; an older late order is forgotten at once
+    apply_event(state, order(T0 + timedelta(days=20), "o-9", "paid"), CONFIG)
+    apply_event(state, order(T0 - timedelta(days=1), "o-old", "paid"), CONFIG)
+    assert state.order_times == expected
+
+
+def test_cancel_removes_the_counted_order_time_once() -> None:
+    t1, t2, t3 = (T0 + timedelta(days=d) for d in (0, 1, 2))
+    state = fold([order(t1, "o-1", "placed"), order(t2, "o-2", "paid"), order(t3, "o-3", "placed")])
+    apply_event(state, order(t3 + timedelta(hours=1), "o-2", "cancelled"), CONFIG)
+    assert state.order_times == [t1.timestamp(), t3.timestamp()]
+    apply_event(state, order(t3 + timedelta(hours=2), "o-2", "cancelled"), CONFIG)
+    apply_event(state, order(t3 + timedelta(hours=3), "o-1", "refunded"), CONFIG)
+    apply_event(state, order(t3 + timedelta(hours=4), "o-9", "cancelled"), CONFIG)  # never counted
+    assert state.order_times == [t1.timestamp(), t3.timestamp()]
+
+
+def test_csat_recent_keeps_the_last_three_scores_oldest_first() -> None:
+    state = fold([csat(T0 + timedelta(hours=h), score) for h, score in enumerate([5, 4, 3, 2])])
+    assert state.csat_recent == [4, 3, 2]
+    assert state.last_csat == 2
+    apply_event(state, ticket(T0 + timedelta(days=1), "t-9", nps=3), CONFIG)  # no csat
+    assert state.csat_recent == [4, 3, 2]
+
+
+def test_renewal_at_follows_the_newest_account_event() -> None:
+    renewal = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    state = fold([account(T0, renewal_at=renewal)])
+    assert state.renewal_at == renewal.timestamp()
+    apply_event(state, account(T0 - timedelta(days=1), renewal_at=T0), CONFIG)  # older: ignored
+    assert state.renewal_at == renewal.timestamp()
+    apply_event(state, account(T0 + timedelta(days=1)), CONFIG)  # newer, without a date
+    assert state.renewal_at is None
+    assert "renewal_at" not in state.account
+
+
+def test_state_written_before_the_new_fields_still_decodes() -> None:
+    state = rich_state()
+    doc = orjson.loads(state.to_bytes())
+    for key in ("odt", "csr", "ren"):
+        del doc[key]
+    back = CustomerState.from_bytes(orjson.dumps(doc))
+    assert back.order_times == []
+    assert back.csat_recent == []
+    assert back.renewal_at == datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    assert (back.logins, back.account, back.alerts) == (state.logins, state.account, state.alerts)
+
+
+def test_minimal_legacy_state_decodes() -> None:
+    legacy = {
+        "v": 1,
+        "id": CID,
+        "acct": {"name": "Acme", "owner": "am-1"},
+        "acct_at": 1.0,
+        "first": 1.0,
+        "last": 2.0,
+        "login_at": 2.0,
+        "order_at": None,
+        "lg": {"19782": 2},
+        "cp": {},
+        "tk": {},
+        "od": {},
+        "ov": {},
+        "mo": {},
+        "mv": {},
+        "os": {},
+        "ot": {},
+        "kc": {},
+        "dep": [],
+        "csat": 4,
+        "nps": None,
+        "ids": ["e-1", "e-2"],
+        "eval": None,
+        "al": {},
+        "lf": {},
+    }
+    state = CustomerState.from_bytes(orjson.dumps(legacy))
+    assert state.logins == {19782: 2}
+    assert (state.order_times, state.csat_recent, state.renewal_at) == ([], [], None)
+    assert state.last_csat == 4  # the old single score is not invented into csat_recent
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+
+
 # -- calendar helpers -----------------------------------------------------------------------
 DATES = st.datetimes(
     min_value=datetime(1990, 1, 1),
@@ -461,6 +471,12 @@ DATES = st.datetimes(
 @given(DATES)
 def test_month_of_matches_datetime(dt: datetime) -> None:
     assert month_of(dt.timestamp()) == dt.year * 12 + dt.month - 1
+
+
+@given(DATES)
+def test_month_start_is_the_first_instant_of_the_month(dt: datetime) -> None:
+    first = datetime(dt.year, dt.month, 1, tzinfo=UTC)
+    assert month_start(month_of(dt.timestamp())) == first.timestamp()
 
 
 @given(DATES)
@@ -505,55 +521,7 @@ def test_logins_7d_rolls_over_day_buckets(offsets: list[int], extra: int, data: 
     assert compute(state, t, frozenset({"logins_7d"})) == {"logins_7d": expected}
 
 
-def _event_strategy() -> st.SearchStrategy[InputEvent]:
-    when = st.integers(0, 200 * 86400).map(lambda s: T0 + timedelta(seconds=s))
-    eid = st.sampled_from([f"e-{i}" for i in range(30)])
-    common = st.fixed_dictionaries(
-        {"event_id": eid, "customer_id": st.just(CID), "occurred_at": when}
-    )
-    logins = st.builds(
-        lambda c: LoginEvent(**c, user_id="u", channel="web"),
-        common,
-    )
-    orders = st.builds(
-        lambda c, oid, amount, cur, status: OrderEvent(
-            **c, order_id=oid, amount=amount, currency=cur, status=status
-        ),
-        common,
-        st.sampled_from(["o-1", "o-2", "o-3"]),
-        st.decimals(min_value=0, max_value=10000, places=2, allow_nan=False),
-        st.sampled_from(["EUR", "USD", "JPY"]),
-        st.sampled_from(["placed", "paid", "cancelled", "refunded"]),
-    )
-    tickets = st.builds(
-        lambda c, tid, kind, sev, status, csat: TicketEvent(
-            **c, ticket_id=tid, kind=kind, severity=sev, status=status, csat=csat
-        ),
-        common,
-        st.sampled_from(["t-1", "t-2", "t-3"]),
-        st.sampled_from(["complaint", "incident", "question"]),
-        st.sampled_from(["low", "critical"]),
-        st.sampled_from(["opened", "reopened", "resolved", "closed"]),
-        st.none() | st.integers(1, 5),
-    )
-    contacts = st.builds(
-        lambda c, cid, key, change: ContactEvent(
-            **c, contact_id=cid, name=cid.upper(), is_key_contact=key, change=change
-        ),
-        common,
-        st.sampled_from(["c-1", "c-2"]),
-        st.booleans(),
-        st.sampled_from(["added", "role_changed", "departed"]),
-    )
-    accounts = st.builds(
-        lambda c, owner: AccountEvent(**c, name="Acme", owner=owner),
-        common,
-        st.sampled_from(["am-1", "am-2"]),
-    )
-    return st.one_of(logins, orders, tickets, contacts, accounts)
-
-
-EVENTS = st.lists(_event_strategy(), max_size=40)
+EVENTS = st.lists(event_strategy(), max_size=40)
 PROPERTY_CONFIG = StateConfig(currency_rates={"EUR": 1.0, "USD": 0.92})
 
 
