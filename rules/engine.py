@@ -400,6 +400,8 @@ class Engine:
             if at < rec["snooze"]:
                 return False
             del rec["snooze"]
+            if rec["s"] == "idle" and "fires" not in rec:
+                del state.alerts[rule.id]  # nothing left to remember
         last = state.last_fired.get(rule.id)
         if last is not None and at < last + spec.cooldown:
             return False
@@ -428,13 +430,9 @@ class Engine:
         result.outputs.append(
             self._alert(rule, one, alert_id, "firing", summary, at, None, None, shown)
         )
-        record: dict[str, Any] = {
-            "s": "firing",
-            "since": at,
-            "id": alert_id,
-            "sum": summary,
-            "sev": spec.severity,
-        }
+        record: dict[str, Any] = {"s": "firing", "since": at, "id": alert_id, "sum": summary}
+        if not rule.reads_alerts:  # counted by open_high_alerts; a reader never counts itself
+            record["sev"] = spec.severity
         if spec.max_fires is not None:
             record["fires"] = [*(rec or {}).get("fires", []), at]
         if spec.task is not None:

@@ -125,10 +125,11 @@ _BEFORE = r"(?:^|(?<=[(&|!,?:]))\s*"  # an operand starts here: not `x + 14 >= â
 _AFTER = r"\s*(?=$|[)&|,?:])"  # and ends here: not `â€¦ >= 14 + x`
 
 
-def thresholds(source: str, name: str) -> frozenset[int] | None:
+def thresholds(source: str, name: str, counts_down: bool = False) -> frozenset[int] | None:
     """Values of ``name`` at which the comparisons in ``source`` flip, if it is only compared.
 
-    ``days_since_last_login >= 14`` flips when the value reaches 14; ``x > 14`` at 15. None
+    ``days_since_last_login >= 14`` flips when the value reaches 14; ``x > 14`` at 15; for a
+    counter that ``counts_down`` (days to a date), ``x <= 90`` flips at 90, ``x >= 0`` at -1. None
     when ``name`` also appears in any other form (arithmetic, a comparison with another
     variable): then only the feature's own change times are safe wake-up times.
     """
@@ -141,6 +142,8 @@ def thresholds(source: str, name: str) -> frozenset[int] | None:
     for match in re.finditer(rf"{_BEFORE}{_INT}\s*{_OPS}\s*{name}\b{_AFTER}", source):
         found |= _flips(_MIRROR[match.group(2)], int(match.group(1)))
         matched += 1
+    if counts_down:  # the value that makes a comparison flip is one lower going down
+        found = {v - 1 for v in found}
     return frozenset(found) if matched == occurrences else None
 
 
@@ -331,7 +334,8 @@ def _compile(
     for name in inputs:
         if FEATURES[name].reaches is None:
             continue
-        per_source = [thresholds(src, name) for src in sources if name in src]
+        down = FEATURES[name].counts_down
+        per_source = [thresholds(src, name, down) for src in sources if name in src]
         if all(t is not None for t in per_source):
             found[name] = frozenset().union(*(t for t in per_source if t is not None))
     return CompiledRule(

@@ -52,6 +52,7 @@ class Feature:
     depends_on: frozenset[str] = field(kw_only=True)
     next_change: NextChange | None = field(default=None, kw_only=True)
     reaches: Reaches | None = field(default=None, kw_only=True)
+    counts_down: bool = field(default=False, kw_only=True)  # a day counter that decreases
 
     def __post_init__(self) -> None:
         if self.changes_with_time != (self.next_change is not None):
@@ -498,6 +499,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         depends_on=ACCOUNT,
         next_change=_to_renewal_next,
         reaches=_to_renewal_reaches,
+        counts_down=True,
     ),
     Feature(
         "has_renewal_date",
@@ -509,7 +511,8 @@ _CATALOGUE: tuple[Feature, ...] = (
     Feature(
         "open_high_alerts",
         int,
-        "firing alerts of severity high or critical for the customer",
+        "firing alerts of severity high or critical for the customer (alerts of rules that "
+        "read this feature do not count, so such a rule cannot keep itself firing)",
         _open_high_alerts,
         depends_on=frozenset({"alerts"}),
     ),

@@ -355,3 +355,9 @@ def test_self_inhibition(tmp_path: Path) -> None:
 def test_thresholds_from_comparisons_with_literals(source: str, expected: set[int] | None) -> None:
     found = thresholds(source, "days_since_last_login")
     assert (None if found is None else set(found)) == expected
+
+
+def test_thresholds_of_a_counter_that_counts_down() -> None:
+    # days_to_renewal: `<= 90` becomes true at 90, `>= 0` false at -1
+    found = thresholds("days_to_renewal >= 0 && days_to_renewal <= 90", "days_to_renewal", True)
+    assert found == {-1, 90}
