@@ -127,6 +127,7 @@ class _Pass:
     at: float
     values: dict[str, Any] = field(default_factory=dict)
     alerts_changed: bool = False
+    timers: frozenset[str] = frozenset()  # rules whose lifecycle timer is due
 
     def value(self, name: str) -> Any:
         found = self.values.get(name, _MISS)
@@ -220,8 +221,15 @@ class Engine:
             due = self.next_deadline(state)
             if due is None or due > until:
                 break
+            previous = state.evaluated_at
             prune(state, due, self.config.state.horizon_days)
-            result.extend(self._evaluate(_Pass(state, due), None))
+            changed = self._changed(state, "", previous, due, frozenset())
+            timers = frozenset(
+                r
+                for t, r in self._lifecycle_times(state)
+                if t <= due and (previous is None or t > previous)
+            )
+            result.extend(self._evaluate(_Pass(state, due, timers=timers), changed))
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:
@@ -262,34 +270,35 @@ class Engine:
                 t = changes[name]
                 if t is not None and at < t < best:
                     best = t
-        for t in self._lifecycle_times(state):
+        for t, _ in self._lifecycle_times(state):
             if at < t < best:
                 best = t
         return None if best == float("inf") else best
 
-    def _lifecycle_times(self, state: CustomerState) -> list[float]:
-        times: list[float] = []
+    def _lifecycle_times(self, state: CustomerState) -> list[tuple[float, str]]:
+        """(time, rule id) of every lifecycle timer: for, keep_firing_for, escalation, …"""
+        times: list[tuple[float, str]] = []
         for rule_id, rec in state.alerts.items():
             rule = self._by_id.get(rule_id)
             if rule is None:
                 continue
             spec = rule.rule
             if rec["s"] == "pending":
-                times.append(rec["since"] + spec.for_)
+                times.append((rec["since"] + spec.for_, rule_id))
             elif rec["s"] == "firing":
                 if "clear" in rec:
-                    times.append(rec["clear"] + spec.keep_firing_for)
+                    times.append((rec["clear"] + spec.keep_firing_for, rule_id))
                 if self._escalation_pending(spec.task, rec):
                     assert spec.task is not None and spec.task.escalate_after is not None
-                    times.append(rec["tat"] + spec.task.escalate_after)
+                    times.append((rec["tat"] + spec.task.escalate_after, rule_id))
             if "snooze" in rec:
-                times.append(rec["snooze"])
+                times.append((rec["snooze"], rule_id))
             if spec.max_fires is not None and rec.get("fires"):
-                times.append(rec["fires"][0] + spec.max_fires.per)
+                times.append((rec["fires"][0] + spec.max_fires.per, rule_id))
         for rule_id, last in state.last_fired.items():
             rule = self._by_id.get(rule_id)
             if rule is not None and rule.rule.cooldown:
-                times.append(last + rule.rule.cooldown)
+                times.append((last + rule.rule.cooldown, rule_id))
         return times
 
     # -- what to evaluate ---------------------------------------------------------------
@@ -320,7 +329,7 @@ class Engine:
         return frozenset(changed)
 
     def _needs(self, rule: CompiledRule, changed: frozenset[str] | None, one: _Pass) -> bool:
-        if changed is None or not rule.inputs.isdisjoint(changed):
+        if changed is None or not rule.inputs.isdisjoint(changed) or rule.id in one.timers:
             return True
         if one.alerts_changed:
             return rule.reads_alerts or rule.id in self.rules.inhibited_by
