@@ -18,6 +18,7 @@ class Metrics:
     alerts: Counter
     tasks: Counter
     rule_eval_seconds: Histogram
+    engine_seconds: Counter
     rule_errors: Counter
     flush_seconds: Histogram
     flushed_states: Counter
@@ -65,6 +66,12 @@ class Metrics:
                 "churnguard_rule_evaluation_seconds",
                 "Time to evaluate all rules for one customer at one point in time",
                 buckets=(1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.025),
+                registry=reg,
+            ),
+            engine_seconds=Counter(
+                "churnguard_engine_seconds_total",
+                "Time spent in the pure engine: state update, rule evaluation and lifecycle, "
+                "next deadlines (compare with process CPU time to see the engine's share)",
                 registry=reg,
             ),
             rule_errors=Counter(

@@ -117,7 +117,9 @@ class Pipeline:
         self.clock.observe(msg.partition, occurred)
         buf = self._buffer(msg.partition)
         state = self._load(buf, parsed.customer_id)
+        started = time.perf_counter()
         result = self.engine.apply(state, parsed, not_before=watermark or 0.0)
+        self.metrics.engine_seconds.inc(time.perf_counter() - started)
         self.metrics.events.labels(topic, "applied" if result.applied else "duplicate").inc()
         if result.applied:
             self._record(buf, msg.partition, state, result)
@@ -142,7 +144,10 @@ class Pipeline:
             self.metrics.sweep_due.inc(len(due))
             for customer_id in due:
                 state = self._load(buf, customer_id)
-                self._record(buf, partition, state, self.engine.advance(state, now))
+                started = time.perf_counter()
+                result = self.engine.advance(state, now)
+                self.metrics.engine_seconds.inc(time.perf_counter() - started)
+                self._record(buf, partition, state, result)
             self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
         buf.pending.append(event)
         await self.flush(partition)
@@ -210,11 +215,15 @@ class Pipeline:
             return
         started = time.perf_counter()
         index = self.indexes.setdefault(partition, DeadlineIndex())
+        engine_s = 0.0
         for customer_id in buf.dirty:
             state = buf.states[customer_id]
+            t0 = time.perf_counter()
             deadline = self.engine.next_deadline(state)  # once per customer per flush
+            engine_s += time.perf_counter() - t0
             index.set(customer_id, deadline)
             self.table[customer_id.encode()] = encode_stored(state, deadline)
+        self.metrics.engine_seconds.inc(engine_s)
         deliveries = [await self._send_output(out) for out in buf.outputs]
         if deliveries:
             await asyncio.gather(*deliveries)

@@ -308,7 +308,7 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
     if body is None:
         return None
     outcomes: dict[str, float] = {}
-    flushed = flushes = sweep_due = 0.0
+    flushed = flushes = sweep_due = engine_s = rules_s = 0.0
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
             if sample.name == "churnguard_events_total":
@@ -320,6 +320,10 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
                 flushes += sample.value
             elif sample.name == "churnguard_sweep_due_total":
                 sweep_due += sample.value
+            elif sample.name == "churnguard_engine_seconds_total":
+                engine_s += sample.value
+            elif sample.name == "churnguard_rule_evaluation_seconds_sum":
+                rules_s += sample.value
     # A re-keyed event is counted again at its final outcome (none with murmur2 keys).
     done = sum(v for k, v in outcomes.items() if k != "rekeyed")
     return {
@@ -328,6 +332,8 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
         "flushed": int(flushed),
         "flushes": int(flushes),
         "sweep_due": int(sweep_due),
+        "engine_s": engine_s,
+        "rules_s": rules_s,
     }
 
 
@@ -397,6 +403,9 @@ def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Pa
     stage.details["states_written_per_event"] = round(snap["flushed"] / args.events, 4)
     stage.details["flushes"] = snap["flushes"]
     stage.details["sweep_due"] = snap["sweep_due"]
+    # the engine's and the rule evaluation's share of the worker's per-event time
+    stage.details["engine_share"] = round(snap["engine_s"] / stage.seconds, 4)
+    stage.details["rules_share"] = round(snap["rules_s"] / stage.seconds, 4)
     stage.details["poll_interval_s"] = POLL_S
     return stage
 
@@ -467,7 +476,9 @@ def _notes(stage: Stage) -> str:
         return (
             f"start-up + join {d['startup_s']} s (excluded); "
             f"{d['states_written_per_event']:.3f} states written per event "
-            f"({d['flushes']:,} flushes, {d['sweep_due']:,} sweep-due); {outcomes}"
+            f"({d['flushes']:,} flushes, {d['sweep_due']:,} sweep-due); {outcomes}; "
+            f"engine (state + rules + deadlines) {d['engine_share']:.1%} of the time, "
+            f"rule evaluation {d['rules_share']:.1%}"
         )
     return ""
 

@@ -139,6 +139,20 @@ class _Pass:
         return {n: self.value(n) for n in sorted(names)}
 
 
+def _version(state: CustomerState) -> tuple[float | None, str | None]:
+    """Identifies a state: it changes only by an applied event (its id) or an evaluation."""
+    return (state.evaluated_at, state.recent_ids[-1] if state.recent_ids else None)
+
+
+@dataclass(slots=True)
+class _Timing:
+    """Cached next change times of a customer's features, valid for one state version."""
+
+    version: tuple[float | None, str | None]
+    deadline: object  # float | None, or _MISS until computed
+    changes: dict[str, float | None]
+
+
 class Engine:
     """Applies events and deadlines to one customer's state at a time.
 
@@ -162,10 +176,11 @@ class Engine:
         }
         self._applies_to = {r.id: _Memo(r.applies_to, limit) for r in rules.rules if r.applies_to}
         self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
-        self._deadlines: dict[str, tuple[tuple[float, str | None], float | None]] = {}
+        self._timing: dict[str, _Timing] = {}
         # features every event kind may change (first-seen time, pruning): checked by value
         self._any_event_set = frozenset.intersection(*KINDS_CHANGING.values()) & rules.inputs
         self._any_event = tuple(sorted(self._any_event_set))
+        self._any_event_timed = tuple(n for n in self._any_event if n in rules.time_inputs)
         # per time-based rule: what can wake it (see next_deadline)
         self._wakers = tuple(
             (
@@ -197,6 +212,10 @@ class Engine:
         result = self.advance(state, ts)
         previous = state.evaluated_at
         at = max(ts, not_before, previous if previous is not None else ts)
+        changes = self._known_changes(state)
+        if previous is not None:  # the time check of these needs the state before the event
+            for name in self._any_event_timed:
+                self._change_of(state, previous, name, changes)
         before = [FEATURES[n].compute(state, at) for n in self._any_event]
         apply_event(state, event, self.config.state)
         moved = frozenset(
@@ -207,11 +226,15 @@ class Engine:
         if at > ts:
             result.extend(self.advance(state, at))
             previous = state.evaluated_at
+            changes = self._known_changes(state)
         one = _Pass(state, at)
         if isinstance(event, TaskUpdateEvent):
             self._task_update(one, event, result)
-        changed = self._changed(state, event.event_kind, previous, at, moved)
+        kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
+        changed = self._changed(state, kind_changes, previous, at, moved, changes)
         result.extend(self._evaluate(one, changed))
+        stale = kind_changes | self._any_event_set
+        self._remember(state, {n: t for n, t in changes.items() if n not in stale}, at)
         return result
 
     def advance(self, state: CustomerState, until: float) -> Result:
@@ -222,14 +245,16 @@ class Engine:
             if due is None or due > until:
                 break
             previous = state.evaluated_at
+            changes = self._known_changes(state)
             prune(state, due, self.config.state.horizon_days)
-            changed = self._changed(state, "", previous, due, frozenset())
+            changed = self._changed(state, frozenset(), previous, due, frozenset(), changes)
             timers = frozenset(
                 r
                 for t, r in self._lifecycle_times(state)
                 if t <= due and (previous is None or t > previous)
             )
             result.extend(self._evaluate(_Pass(state, due, timers=timers), changed))
+            self._remember(state, changes, due)
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:
@@ -237,21 +262,54 @@ class Engine:
         at = state.evaluated_at
         if at is None:
             return None
-        # a state changes only by an applied event (new last event id) or an evaluation
-        version = (at, state.recent_ids[-1] if state.recent_ids else None)
-        cached = self._deadlines.get(state.customer_id)
-        if cached is not None and cached[0] == version:
-            return cached[1]
-        deadline = self._next_deadline(state, at)
-        if len(self._deadlines) >= self.config.memo_size * 16:
-            self._deadlines.clear()
-        self._deadlines[state.customer_id] = (version, deadline)
+        timing = self._timing.get(state.customer_id)
+        if timing is not None and timing.version == _version(state):
+            if timing.deadline is not _MISS:
+                return timing.deadline  # type: ignore[return-value]
+        else:
+            timing = self._timing_for(state, {})
+        deadline = self._next_deadline(state, at, timing.changes)
+        timing.deadline = deadline
         return deadline
 
-    def _next_deadline(self, state: CustomerState, at: float) -> float | None:
+    # -- per-customer timing cache ----------------------------------------------------------
+    # Each feature's next change time stays valid until an event changes what the feature
+    # reads or the time passes it; keeping them per customer makes both the "what changed"
+    # check after an event and the next deadline incremental. A cache only: a miss
+    # recomputes, and outputs never depend on it.
+    def _known_changes(self, state: CustomerState) -> dict[str, float | None]:
+        timing = self._timing.get(state.customer_id)
+        if timing is not None and timing.version == _version(state):
+            return timing.changes
+        return {}
+
+    def _remember(self, state: CustomerState, changes: dict[str, float | None], at: float) -> None:
+        valid = {n: t for n, t in changes.items() if t is None or t > at}
+        self._timing_for(state, valid)
+
+    def _timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> _Timing:
+        if len(self._timing) >= self.config.memo_size * 16:
+            self._timing.clear()
+        timing = self._timing[state.customer_id] = _Timing(_version(state), _MISS, changes)
+        return timing
+
+    @staticmethod
+    def _change_of(
+        state: CustomerState, at: float, name: str, changes: dict[str, float | None]
+    ) -> float | None:
+        """The feature's next change after ``at``, from ``changes`` or computed into it."""
+        if name in changes:
+            return changes[name]
+        next_change = FEATURES[name].next_change
+        assert next_change is not None
+        t = changes[name] = next_change(state, at)
+        return t
+
+    def _next_deadline(
+        self, state: CustomerState, at: float, changes: dict[str, float | None]
+    ) -> float | None:
         best = float("inf")
         one = _Pass(state, at)
-        changes: dict[str, float | None] = {}
         for guard, thresholds, others in self._wakers:
             if guard is not None and guard.run(one.value) is not True:
                 continue  # cannot hold until an event changes the guard
@@ -263,11 +321,7 @@ class Engine:
                     if t is not None and at < t < best:
                         best = t
             for name in others:
-                if name not in changes:
-                    next_change = FEATURES[name].next_change
-                    assert next_change is not None
-                    changes[name] = next_change(state, at)
-                t = changes[name]
+                t = self._change_of(state, at, name, changes)
                 if t is not None and at < t < best:
                     best = t
         for t, _ in self._lifecycle_times(state):
@@ -305,27 +359,26 @@ class Engine:
     def _changed(
         self,
         state: CustomerState,
-        kind: str,
+        by_kind: frozenset[str],
         previous: float | None,
         at: float,
         moved: frozenset[str],
+        changes: dict[str, float | None],
     ) -> frozenset[str] | None:
         """Features that may differ from the last evaluation; None means "evaluate all".
 
-        ``moved``: which of the features any event kind may change did change by this event.
+        ``by_kind``: what the event's kind may change; ``moved``: which of the features every
+        kind may change did change; ``changes``: known next change times at ``previous``.
         """
         if previous is None:
             return None
-        changed = set(KINDS_CHANGING.get(kind, frozenset()) - self._any_event_set) | moved
+        changed = set(by_kind - self._any_event_set) | moved
         if at > previous:
             for name in self.rules.time_inputs:
-                if name in changed:
-                    continue
-                next_change = FEATURES[name].next_change
-                assert next_change is not None
-                t = next_change(state, previous)
-                if t is not None and t <= at:
-                    changed.add(name)
+                if name not in changed:
+                    t = self._change_of(state, previous, name, changes)
+                    if t is not None and t <= at:
+                        changed.add(name)
         return frozenset(changed)
 
     def _needs(self, rule: CompiledRule, changed: frozenset[str] | None, one: _Pass) -> bool:
