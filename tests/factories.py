@@ -26,16 +26,16 @@ CONFIG = StateConfig()
 _seq = itertools.count()
 
 
-def _common(when: datetime, event_id: str | None) -> dict[str, Any]:
+def _common(when: datetime, event_id: str | None, customer_id: str = CID) -> dict[str, Any]:
     return {
         "event_id": event_id or f"e-{next(_seq)}",
-        "customer_id": CID,
+        "customer_id": customer_id,
         "occurred_at": when,
     }
 
 
-def login(when: datetime, event_id: str | None = None) -> LoginEvent:
-    return LoginEvent(**_common(when, event_id), user_id="u-1", channel="web")
+def login(when: datetime, event_id: str | None = None, customer_id: str = CID) -> LoginEvent:
+    return LoginEvent(**_common(when, event_id, customer_id), user_id="u-1", channel="web")
 
 
 def order(
@@ -68,10 +68,11 @@ def ticket(
     kind: str = "complaint",
     severity: str = "high",
     event_id: str | None = None,
+    customer_id: str = CID,
     **extra: Any,
 ) -> TicketEvent:
     return TicketEvent(
-        **_common(when, event_id),
+        **_common(when, event_id, customer_id),
         ticket_id=ticket_id,
         kind=kind,
         severity=severity,
@@ -94,12 +95,13 @@ def contact(
     when: datetime,
     contact_id: str,
     change: str,
-    is_key: bool,
+    is_key: bool = True,
     name: str | None = "Ada",
     event_id: str | None = None,
+    customer_id: str = CID,
 ) -> ContactEvent:
     return ContactEvent(
-        **_common(when, event_id),
+        **_common(when, event_id, customer_id),
         contact_id=contact_id,
         name=name,
         is_key_contact=is_key,
@@ -111,16 +113,22 @@ def departed(when: datetime, contact_id: str, name: str) -> ContactEvent:
     return contact(when, contact_id, "departed", is_key=True, name=name)
 
 
-def account(when: datetime, event_id: str | None = None, **fields: Any) -> AccountEvent:
+def account(
+    when: datetime, event_id: str | None = None, customer_id: str = CID, **fields: Any
+) -> AccountEvent:
     values: dict[str, Any] = {"name": "Acme", "owner": "am-7", "csm": "csm-3"}
     values.update(fields)
-    return AccountEvent(**_common(when, event_id), **values)
+    return AccountEvent(**_common(when, event_id, customer_id), **values)
 
 
 def task_update(
-    when: datetime, task_id: str = "tk-1", status: str = "acknowledged", event_id: str | None = None
+    when: datetime,
+    task_id: str = "tk-1",
+    status: str = "acknowledged",
+    event_id: str | None = None,
+    **extra: Any,
 ) -> TaskUpdateEvent:
-    return TaskUpdateEvent(**_common(when, event_id), task_id=task_id, status=status)
+    return TaskUpdateEvent(**_common(when, event_id), task_id=task_id, status=status, **extra)
 
 
 def fold(events: list[InputEvent], config: StateConfig = CONFIG) -> CustomerState:

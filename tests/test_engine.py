@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import textwrap
 from datetime import UTC, datetime, time, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,82 +16,19 @@ from rules.calendar import BusinessCalendar
 from rules.engine import Engine, EngineConfig, Output, Result, alert_id_for, run_batch
 from rules.loader import RuleSet, load_rules
 from schemas import (
-    AccountEvent,
     AlertEvent,
-    ContactEvent,
     InputEvent,
-    LoginEvent,
-    OrderEvent,
     TaskEvent,
-    TaskUpdateEvent,
-    TicketEvent,
 )
 from streams.features import compute
 from streams.state import DAY, CustomerState
+from tests.factories import CID, T0, account, contact, login, order, task_update, ticket
 
 CORE_PACK = Path(rules.__file__).resolve().parent / "packs" / "core.yaml"
-CID = "cust-1"
-T0 = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
 WALL = datetime(2030, 1, 1, tzinfo=UTC)
-_seq = itertools.count()
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _common(when: datetime, customer_id: str, event_id: str | None) -> dict[str, Any]:
-    return {
-        "event_id": event_id or f"e-{next(_seq)}",
-        "customer_id": customer_id,
-        "occurred_at": when,
-    }
-
-
-def login(when: datetime, customer_id: str = CID, event_id: str | None = None) -> LoginEvent:
-    return LoginEvent(**_common(when, customer_id, event_id), user_id="u-1", channel="web")
-
-
-def account(
-    when: datetime, customer_id: str = CID, event_id: str | None = None, **fields: Any
-) -> AccountEvent:
-    values: dict[str, Any] = {"name": "Acme", "owner": "am-7", "csm": "csm-3"}
-    values.update(fields)
-    return AccountEvent(**_common(when, customer_id, event_id), **values)
-
-
-def ticket(
-    when: datetime,
-    ticket_id: str,
-    status: str = "opened",
-    kind: str = "complaint",
-    customer_id: str = CID,
-    event_id: str | None = None,
-) -> TicketEvent:
-    return TicketEvent(
-        **_common(when, customer_id, event_id),
-        ticket_id=ticket_id,
-        kind=kind,
-        severity="high",
-        status=status,
-    )
-
-
-def contact(
-    when: datetime,
-    contact_id: str,
-    change: str,
-    is_key: bool = True,
-    name: str = "Ada",
-    customer_id: str = CID,
-    event_id: str | None = None,
-) -> ContactEvent:
-    return ContactEvent(
-        **_common(when, customer_id, event_id),
-        contact_id=contact_id,
-        name=name,
-        is_key_contact=is_key,
-        change=change,
-    )
-
-
 @pytest.fixture(scope="module")
 def core() -> RuleSet:
     return load_rules([CORE_PACK])
@@ -611,14 +546,6 @@ def test_sweeps_do_not_change_outputs(timeline: list[tuple[float, InputEvent | N
 
 
 # -- the full lifecycle ----------------------------------------------------------------------------
-def task_update(
-    when: datetime, task_id: str, status: str, snooze_until: datetime | None = None
-) -> TaskUpdateEvent:
-    return TaskUpdateEvent(
-        **_common(when, CID, None), task_id=task_id, status=status, snooze_until=snooze_until
-    )
-
-
 CARE_RULE = """\
 - id: care
   when: open_tickets > 0
@@ -667,7 +594,9 @@ def test_dismiss_with_snooze_resolves_and_holds_back_until_then(tmp_path: Path) 
     state = CustomerState(CID)
     feed(engine, state, [account(T0 - timedelta(hours=1))])
     [task] = tasks(engine.apply(state, ticket(T0, "t-1")))
-    result = engine.apply(state, task_update(at(hours=1), task.task_id, "dismissed", at(days=3)))
+    result = engine.apply(
+        state, task_update(at(hours=1), task.task_id, "dismissed", snooze_until=at(days=3))
+    )
     [resolved] = alerts(result)
     assert (resolved.status, resolved.resolution, resolved.resolved_at) == (
         "resolved",
@@ -850,15 +779,7 @@ def rich_timelines(draw: st.DrawFn) -> list[InputEvent]:
         if kind == "login":
             out.append(login(t, event_id=eid))
         elif kind == "order":
-            out.append(
-                OrderEvent(
-                    **_common(t, CID, eid),
-                    order_id=eid,
-                    amount=Decimal("120.00"),
-                    currency="EUR",
-                    status="paid",
-                )
-            )
+            out.append(order(t, eid, "paid", "120.00", event_id=eid))
         elif kind == "ticket":
             out.append(
                 ticket(
@@ -870,12 +791,13 @@ def rich_timelines(draw: st.DrawFn) -> list[InputEvent]:
             )
         elif kind == "csat":
             out.append(
-                TicketEvent(
-                    **_common(t, CID, eid),
-                    ticket_id=f"q-{i}",
-                    kind="question",
-                    severity="low",
-                    status="closed",
+                ticket(
+                    t,
+                    f"q-{i}",
+                    "closed",
+                    "question",
+                    "low",
+                    event_id=eid,
                     csat=draw(st.integers(1, 5)),
                     nps=draw(st.integers(0, 10)),
                 )

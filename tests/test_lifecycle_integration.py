@@ -8,7 +8,7 @@ order between them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -113,35 +113,23 @@ class Scenario:
     async def task_update(self, when: datetime, task_id: str, status: str, **fields: Any) -> None:
         await self.send("task_updates", when, task_id=task_id, status=status, **fields)
 
+    def _of(self, topic: str, rule: str) -> Callable[[str, dict[str, Any]], bool]:
+        def match(t: str, v: dict[str, Any]) -> bool:
+            return t.endswith(topic) and v["customer_id"] == self.cid and v["rule_id"] == rule
+
+        return match
+
     def alerts(self, rule: str) -> list[dict[str, Any]]:
-        return self.outputs.matching(
-            lambda t, v: (
-                t.endswith(".alerts") and v["customer_id"] == self.cid and v["rule_id"] == rule
-            )
-        )
+        return self.outputs.matching(self._of(".alerts", rule))
 
     def tasks(self, rule: str) -> list[dict[str, Any]]:
-        return self.outputs.matching(
-            lambda t, v: (
-                t.endswith(".tasks") and v["customer_id"] == self.cid and v["rule_id"] == rule
-            )
-        )
+        return self.outputs.matching(self._of(".tasks", rule))
 
     async def wait_alerts(self, rule: str, count: int) -> list[dict[str, Any]]:
-        return await self.outputs.wait_for(
-            lambda t, v: (
-                t.endswith(".alerts") and v["customer_id"] == self.cid and v["rule_id"] == rule
-            ),
-            count=count,
-        )
+        return await self.outputs.wait_for(self._of(".alerts", rule), count=count)
 
     async def wait_tasks(self, rule: str, count: int) -> list[dict[str, Any]]:
-        return await self.outputs.wait_for(
-            lambda t, v: (
-                t.endswith(".tasks") and v["customer_id"] == self.cid and v["rule_id"] == rule
-            ),
-            count=count,
-        )
+        return await self.outputs.wait_for(self._of(".tasks", rule), count=count)
 
     async def settle(self) -> None:
         """Read every output produced so far (outputs are sent before events are acked)."""
