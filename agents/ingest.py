@@ -26,7 +26,7 @@ log = logging.getLogger("churnguard.agents")
 def make_clock(settings: Settings) -> Clock:
     """The sweep clock chosen by ``CHURNGUARD_CLOCK``."""
     if settings.clock == "event":
-        return WatermarkClock(settings.allowed_lateness_s)
+        return WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
     return WallClock()
 
 

@@ -36,7 +36,7 @@ from streams.deadlines import DeadlineIndex
 from streams.partitioning import partition_for
 from streams.settings import Settings
 from streams.state import CustomerState
-from streams.storage import decode_stored, encode_stored, stored_deadline
+from streams.storage import decode_stored, encode_stored, stored_deadline, stored_fingerprint
 
 log = logging.getLogger("churnguard.runtime")
 KIND_HEADER = "churnguard-kind"
@@ -86,7 +86,7 @@ class Pipeline:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
-        self.watermarks = WatermarkClock(settings.allowed_lateness_s)
+        self.watermarks = WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
 
     # -- per event ----------------------------------------------------------------------
     async def handle(self, kind: str | None, event: EventT) -> None:
@@ -113,8 +113,8 @@ class Pipeline:
         watermark = self.watermarks.now(msg.partition)
         if watermark is not None and occurred < watermark:
             self.metrics.late_events.labels(topic).inc()
-        self.watermarks.observe(msg.partition, occurred)
-        self.clock.observe(msg.partition, occurred)
+        self.watermarks.observe(msg.partition, occurred, topic)
+        self.clock.observe(msg.partition, occurred, topic)
         buf = self._buffer(msg.partition)
         state = self._load(buf, parsed.customer_id)
         started = time.perf_counter()
@@ -195,6 +195,14 @@ class Pipeline:
         buf.outputs.extend(result.outputs)
         if result.evaluations:
             self.metrics.rule_eval_seconds.observe(result.eval_seconds)
+        for rule_id, alert_id in result.forgotten:
+            log.warning(
+                "rule_removed_from_pack customer_id=%s rule_id=%s alert_id=%s "
+                "action=forgotten (its alert and task are not resolved by churnguard)",
+                state.customer_id,
+                rule_id,
+                alert_id,
+            )
         for error in result.errors:
             self.metrics.rule_errors.labels(error.rule_id).inc()
             log.warning(
@@ -222,7 +230,9 @@ class Pipeline:
             deadline = self.engine.next_deadline(state)  # once per customer per flush
             engine_s += time.perf_counter() - t0
             index.set(customer_id, deadline)
-            self.table[customer_id.encode()] = encode_stored(state, deadline)
+            self.table[customer_id.encode()] = encode_stored(
+                state, deadline, self.engine.rules.fingerprint
+            )
         self.metrics.engine_seconds.inc(engine_s)
         deliveries = [await self._send_output(out) for out in buf.outputs]
         if deliveries:
@@ -246,6 +256,9 @@ class Pipeline:
         for partition in {tp.partition for tp in revoked}:
             dropped = self.buffers.pop(partition, None)
             self.indexes.pop(partition, None)
+            self.watermarks.forget(partition)
+            if isinstance(self.clock, WatermarkClock):
+                self.clock.forget(partition)
             if dropped is not None and dropped.pending:
                 log.info(
                     "revoked partition=%d unflushed_events=%d action=replay_by_next_owner",
@@ -265,15 +278,25 @@ class Pipeline:
             if tp.topic == self.topics.ticks.get_topic_name()
         }
         indexes = {p: DeadlineIndex() for p in owned}
-        count = 0
+        count = recomputed = 0
+        fingerprint = self.engine.rules.fingerprint
         for key, raw in self.table.items():
             if raw is None:
                 continue
             customer_id = key.decode()
             index = indexes.get(partition_for(customer_id, self.settings.partitions))
-            if index is not None:
+            if index is None:
+                continue
+            count += 1
+            if stored_fingerprint(raw) == fingerprint:
                 index.set(customer_id, stored_deadline(raw))
-                count += 1
+                continue
+            # written under other rules: their deadline may be late for these rules
+            recomputed += 1
+            try:
+                index.set(customer_id, self.engine.next_deadline(decode_stored(raw)))
+            except (ValueError, KeyError):
+                index.set(customer_id, stored_deadline(raw))
         for partition, index in indexes.items():
             pending = self.indexes.get(partition)
             if pending is not None:  # deadlines set since assignment are newer
@@ -281,7 +304,12 @@ class Pipeline:
                     index.set(customer_id, due)
         self.indexes = indexes
         self.index_stale = False
-        log.info("deadline_index_rebuilt partitions=%s customers=%d", sorted(owned), count)
+        log.info(
+            "deadline_index_rebuilt partitions=%s customers=%d recomputed_for_new_rules=%d",
+            sorted(owned),
+            count,
+            recomputed,
+        )
 
     # -- sinks ------------------------------------------------------------------------------
     async def _send_output(self, out: Output) -> asyncio.Future[Any]:

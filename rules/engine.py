@@ -26,12 +26,13 @@ from rules.calendar import BusinessCalendar
 from rules.loader import CompiledRule, RuleSet
 from rules.model import TaskSpec
 from rules.templates import placeholders, render
-from schemas import AlertEvent, InputEvent, TaskEvent, TaskUpdateEvent
+from schemas import EVENT_KINDS, AlertEvent, InputEvent, TaskEvent, TaskUpdateEvent
 from streams.features import FEATURES, KINDS_CHANGING
 from streams.state import CustomerState, StateConfig, apply_event, prune
 
 Output = AlertEvent | TaskEvent
 MAX_STEPS_PER_ADVANCE = 1000
+MAX_SETTLE_ROUNDS = 3
 PRIORITY_BY_SEVERITY = {
     "critical": "urgent",
     "high": "high",
@@ -74,11 +75,14 @@ class Result:
     errors: list[RuleError] = field(default_factory=list)
     evaluations: int = 0
     eval_seconds: float = 0.0
+    # (rule id, alert id) of lifecycle records of rules no longer in the pack, dropped
+    forgotten: list[tuple[str, str | None]] = field(default_factory=list)
 
     def extend(self, other: Result) -> None:
         """Append another result's outputs and errors."""
         self.outputs.extend(other.outputs)
         self.errors.extend(other.errors)
+        self.forgotten.extend(other.forgotten)
         self.evaluations += other.evaluations
         self.eval_seconds += other.eval_seconds
 
@@ -139,6 +143,14 @@ class _Pass:
         return {n: self.value(n) for n in sorted(names)}
 
 
+def _holds_not(guard: _Memo, one: _Pass) -> bool:
+    """True if the guard is surely false now (an error counts as "maybe": keep the wake-ups)."""
+    try:
+        return guard.run(one.value) is not True
+    except (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError):
+        return False
+
+
 def _version(state: CustomerState) -> tuple[float | None, str | None]:
     """Identifies a state: it changes only by an applied event (its id) or an evaluation."""
     return (state.evaluated_at, state.recent_ids[-1] if state.recent_ids else None)
@@ -178,7 +190,12 @@ class Engine:
         self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
         self._timing: dict[str, _Timing] = {}
         # features every event kind may change (first-seen time, pruning): checked by value
-        self._any_event_set = frozenset.intersection(*KINDS_CHANGING.values()) & rules.inputs
+        kinds = [names for kind, names in KINDS_CHANGING.items() if kind in EVENT_KINDS]
+        self._any_event_set = frozenset.intersection(*kinds) & rules.inputs
+        self._alert_features = tuple(n for n in FEATURES if "alerts" in FEATURES[n].depends_on)
+        self._alert_dependent = tuple(
+            r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
+        )
         self._any_event = tuple(sorted(self._any_event_set))
         self._any_event_timed = tuple(n for n in self._any_event if n in rules.time_inputs)
         # per time-based rule: what can wake it (see next_deadline)
@@ -210,8 +227,14 @@ class Engine:
             return Result(applied=False)
         ts = event.occurred_at.timestamp()
         result = self.advance(state, ts)
+        task_rule = None
+        if isinstance(event, TaskUpdateEvent):  # progress counts from when it happened
+            task_rule = self._task_status(state, event)
         previous = state.evaluated_at
         at = max(ts, not_before, previous if previous is not None else ts)
+        if at > ts:  # a late event: first bring the customer to where its partition is
+            result.extend(self.advance(state, at))
+            previous = state.evaluated_at
         changes = self._known_changes(state)
         if previous is not None:  # the time check of these needs the state before the event
             for name in self._any_event_timed:
@@ -223,13 +246,9 @@ class Engine:
             for n, old in zip(self._any_event, before, strict=True)
             if FEATURES[n].compute(state, at) != old
         )
-        if at > ts:
-            result.extend(self.advance(state, at))
-            previous = state.evaluated_at
-            changes = self._known_changes(state)
         one = _Pass(state, at)
-        if isinstance(event, TaskUpdateEvent):
-            self._task_update(one, event, result)
+        if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
+            self._snooze(one, task_rule, event.snooze_until, result)
         kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
         changed = self._changed(state, kind_changes, previous, at, moved, changes)
         result.extend(self._evaluate(one, changed))
@@ -311,7 +330,7 @@ class Engine:
         best = float("inf")
         one = _Pass(state, at)
         for guard, thresholds, others in self._wakers:
-            if guard is not None and guard.run(one.value) is not True:
+            if guard is not None and _holds_not(guard, one):
                 continue  # cannot hold until an event changes the guard
             for name, values in thresholds:
                 reaches = FEATURES[name].reaches
@@ -381,10 +400,16 @@ class Engine:
                         changed.add(name)
         return frozenset(changed)
 
-    def _needs(self, rule: CompiledRule, changed: frozenset[str] | None, one: _Pass) -> bool:
+    def _needs(
+        self,
+        rule: CompiledRule,
+        changed: frozenset[str] | None,
+        one: _Pass,
+        alerts_changed_before: bool = False,
+    ) -> bool:
         if changed is None or not rule.inputs.isdisjoint(changed) or rule.id in one.timers:
             return True
-        if one.alerts_changed:
+        if one.alerts_changed or alerts_changed_before:
             return rule.reads_alerts or rule.id in self.rules.inhibited_by
         return False
 
@@ -393,31 +418,57 @@ class Engine:
         started = time.perf_counter()
         result = Result()
         one.state.evaluated_at = one.at
-        for rule in self.rules.rules:
-            if not self._needs(rule, changed, one):
+        for orphan in [r for r in one.state.alerts if r not in self._by_id]:
+            result.forgotten.append((orphan, one.state.alerts.pop(orphan).get("id")))
+            one.state.last_fired.pop(orphan, None)
+        self._round(one, changed, result, self.rules.rules)
+        # an alert that changed late in the pass may concern rules evaluated before it
+        # (a rule reading alerts that inhibits another): settle them, a bounded few times
+        for _ in range(MAX_SETTLE_ROUNDS):
+            if not one.alerts_changed:
+                break
+            self._round(one, frozenset(), result, self._alert_dependent)
+        result.eval_seconds = time.perf_counter() - started
+        return result
+
+    def _round(
+        self,
+        one: _Pass,
+        changed: frozenset[str] | None,
+        result: Result,
+        rules: tuple[CompiledRule, ...],
+    ) -> None:
+        changed_before = one.alerts_changed
+        one.alerts_changed = False
+        for rule in rules:
+            if not self._needs(rule, changed, one, changed_before):
                 continue
             result.evaluations += 1
             try:
                 if self._step(rule, one, result):
                     one.alerts_changed = True
+                    for name in self._alert_features:  # their cached values are stale now
+                        one.values.pop(name, None)
             except (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
                 result.errors.append(RuleError(rule.id, one.state.customer_id, str(exc)))
-        result.eval_seconds = time.perf_counter() - started
-        return result
 
     def _step(self, rule: CompiledRule, one: _Pass, result: Result) -> bool:
         """Move one rule's lifecycle for the customer; True if an alert fired or resolved."""
         state, at, spec = one.state, one.at, rule.rule
         rec = state.alerts.get(rule.id)
+        if rec is not None:
+            self._upgrade(rule, rec)
         status = rec["s"] if rec else "idle"
         applies_to = self._applies_to.get(rule.id)
         applies = applies_to is None or applies_to.run(one.value) is True
         inhibitor = self._inhibitor(rule, state)
+        resolve_when = self._resolve_when.get(rule.id)
+        resolved = False
         if rec is not None and status == "firing":
             if inhibitor is not None:
                 self._resolve(rule, one, rec, result, "inhibited")
+                state.last_fired.pop(rule.id, None)  # may fire again once the inhibitor clears
                 return True
-            resolve_when = self._resolve_when.get(rule.id)
             if not applies:
                 clear = True
             elif resolve_when is not None:
@@ -428,24 +479,43 @@ class Engine:
                 rec.pop("clear", None)
             elif at >= rec.setdefault("clear", at) + spec.keep_firing_for:
                 self._resolve(rule, one, rec, result, "cleared")
-                return True
-            self._maybe_escalate(rule, one, rec, result)
-            return False
+                resolved = True
+                rec = state.alerts.get(rule.id)
+                status = rec["s"] if rec else "idle"
+            if not resolved:
+                assert rec is not None
+                self._maybe_escalate(rule, one, rec, result)
+                return False
         holds = applies and inhibitor is None and self._when[rule.id].run(one.value) is True
+        if holds and resolved and resolve_when is not None:
+            # both conditions hold: stay resolved rather than flap on every evaluation
+            holds = resolve_when.run(one.value) is not True
         if not holds:
+            if resolved:
+                return True
             if status == "pending":
                 self._forget_pending(state, rule.id)
             return False
         if not self._may_fire(rule, state, rec, at):
-            return False
+            return resolved
         if spec.for_ > 0:
             if rec is None or status != "pending":
                 state.alerts[rule.id] = {**(rec or {}), "s": "pending", "since": at}
-                return False
+                return resolved
             if at < rec["since"] + spec.for_:
-                return False
+                return resolved
         self._fire(rule, one, rec, result)
         return True
+
+    def _upgrade(self, rule: CompiledRule, rec: dict[str, Any]) -> None:
+        """Fill in what records written by an older version lack (task status, severity)."""
+        if rec["s"] != "firing":
+            return
+        if "task" in rec and "tstat" not in rec:
+            rec["tstat"] = "open"
+            rec["tat"] = rec["since"]
+        if "sev" not in rec and not rule.reads_alerts:
+            rec["sev"] = rule.rule.severity
 
     def _inhibitor(self, rule: CompiledRule, state: CustomerState) -> str | None:
         for other in self.rules.inhibited_by.get(rule.id, ()):
@@ -503,6 +573,7 @@ class Engine:
             result.outputs.append(task)
         state.alerts[rule.id] = record
         state.last_fired[rule.id] = at
+        self._maybe_escalate(rule, one, record, result)
 
     def _resolve(
         self,
@@ -559,26 +630,36 @@ class Engine:
         rec.update(esc=task.task_id, estat="open", esc_at=one.at)
         result.outputs.append(task)
 
-    def _task_update(self, one: _Pass, event: TaskUpdateEvent, result: Result) -> None:
-        """A CS tool acknowledged, finished or dismissed one of this customer's tasks."""
-        for rule_id, rec in list(one.state.alerts.items()):
+    def _task_status(self, state: CustomerState, event: TaskUpdateEvent) -> str | None:
+        """Record a CS tool's progress on one of the customer's tasks; the rule id, if known."""
+        for rule_id, rec in state.alerts.items():
             if rec.get("task") == event.task_id:
                 key = "tstat"
             elif rec.get("esc") == event.task_id:
                 key = "estat"
             else:
                 continue
-            if event.status == "acknowledged":
-                if rec[key] == "open":
-                    rec[key] = "ack"
-                return
-            rec[key] = event.status
             rule = self._by_id.get(rule_id)
-            snooze = event.snooze_until
-            if event.status == "dismissed" and snooze is not None and rule is not None:
-                self._resolve(rule, one, rec, result, "snoozed", snooze.timestamp())
-                one.alerts_changed = True
+            if rule is not None:
+                self._upgrade(rule, rec)
+            if event.status != "acknowledged":
+                rec[key] = event.status
+            elif rec.get(key) == "open":
+                rec[key] = "ack"
+            return rule_id
+        return None
+
+    def _snooze(self, one: _Pass, rule_id: str, until: datetime | None, result: Result) -> None:
+        """A task dismissed with ``snooze_until``: resolve the alert, hold the rule back."""
+        rule = self._by_id.get(rule_id)
+        rec = one.state.alerts.get(rule_id)
+        if until is None or rule is None or rec is None or rec["s"] != "firing":
             return
+        snooze = until.timestamp()
+        self._resolve(rule, one, rec, result, "snoozed", snooze if snooze > one.at else None)
+        one.state.last_fired.pop(rule_id, None)  # the snooze, not the cooldown, governs
+        one.alerts_changed = True
+        one.timers = one.timers | {rule_id}  # a snooze already over: evaluate it again now
 
     # -- output construction --------------------------------------------------------------
     def _alert(

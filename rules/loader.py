@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +90,8 @@ class RuleSet:
     """
 
     rules: tuple[CompiledRule, ...]
+    # 8 bytes identifying the packs' text: stored deadlines computed by other rules are stale
+    fingerprint: bytes = b"\0" * 8
     inputs: frozenset[str] = field(init=False)
     time_inputs: frozenset[str] = field(init=False)
     inhibited_by: dict[str, tuple[str, ...]] = field(init=False)
@@ -196,7 +199,10 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
     _check_inhibits([c.rule for c in compiled], lines, problems)
     if problems:
         raise RulePackError(sorted(problems, key=lambda p: (p.file, p.line)))
-    return RuleSet(tuple(compiled))
+    digest = hashlib.blake2b(digest_size=8)
+    for done in compiled:
+        digest.update(done.rule.model_dump_json().encode())
+    return RuleSet(tuple(compiled), digest.digest())
 
 
 def _check_inhibits(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
 class Clock(Protocol):
     """Tells the current time of a partition, in epoch seconds."""
 
-    def observe(self, partition: int, event_time: float) -> None:
-        """Record that an event with ``event_time`` was read from ``partition``."""
+    def observe(self, partition: int, event_time: float, source: str = "") -> None:
+        """Record that an event with ``event_time`` was read from ``source``'s ``partition``."""
 
     def now(self, partition: int) -> float | None:
         """Current time for ``partition``; None while it is unknown."""
@@ -19,7 +20,7 @@ class Clock(Protocol):
 class WallClock:
     """Live mode: the machine's clock."""
 
-    def observe(self, partition: int, event_time: float) -> None:
+    def observe(self, partition: int, event_time: float, source: str = "") -> None:
         """Wall time ignores event times."""
 
     def now(self, partition: int) -> float | None:
@@ -28,21 +29,52 @@ class WallClock:
 
 
 class WatermarkClock:
-    """Replay/backtest mode: per partition, the max event time seen minus allowed lateness."""
+    """Event time per partition: the slowest active input's newest event minus the lateness.
 
-    def __init__(self, allowed_lateness_s: float = 0.0) -> None:
+    Every input topic feeding a partition is a source. A source that has read nothing for
+    ``idle_s`` seconds of wall time (caught up, or quiet like the accounts topic) stops
+    holding the watermark back, so one idle topic cannot stall time. The watermark of a
+    partition never goes backwards.
+    """
+
+    def __init__(
+        self,
+        allowed_lateness_s: float = 0.0,
+        idle_s: float = 10.0,
+        wall: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._lateness = allowed_lateness_s
-        self._max_seen: dict[int, float] = {}
+        self._idle_s = idle_s
+        self._wall = wall
+        self._sources: dict[int, dict[str, list[float]]] = {}  # [newest event, last read]
+        self._marks: dict[int, float] = {}
 
-    def observe(self, partition: int, event_time: float) -> None:
-        """Advance the partition's watermark if ``event_time`` is the newest seen."""
-        if event_time > self._max_seen.get(partition, float("-inf")):
-            self._max_seen[partition] = event_time
+    def observe(self, partition: int, event_time: float, source: str = "") -> None:
+        """Note an event read from ``source``'s ``partition``."""
+        sources = self._sources.setdefault(partition, {})
+        seen = sources.get(source)
+        if seen is None:
+            sources[source] = [event_time, self._wall()]
+        else:
+            seen[0] = max(seen[0], event_time)
+            seen[1] = self._wall()
 
     def now(self, partition: int) -> float | None:
         """The partition's watermark, or None before its first event."""
-        seen = self._max_seen.get(partition)
-        return None if seen is None else seen - self._lateness
+        sources = self._sources.get(partition)
+        if not sources:
+            return None
+        wall = self._wall()
+        active = [newest for newest, read in sources.values() if wall - read < self._idle_s]
+        slowest = min(active) if active else max(newest for newest, _ in sources.values())
+        mark = max(self._marks.get(partition, float("-inf")), slowest - self._lateness)
+        self._marks[partition] = mark
+        return mark
+
+    def forget(self, partition: int) -> None:
+        """Drop a partition (revoked): its next owner starts from its own events."""
+        self._sources.pop(partition, None)
+        self._marks.pop(partition, None)
 
 
 class ManualClock:
@@ -51,7 +83,7 @@ class ManualClock:
     def __init__(self, start: float) -> None:
         self.current = start
 
-    def observe(self, partition: int, event_time: float) -> None:
+    def observe(self, partition: int, event_time: float, source: str = "") -> None:
         """Manual time ignores event times."""
 
     def now(self, partition: int) -> float | None:

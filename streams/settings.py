@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         description="watermark = max event time seen on a partition - this; older events are "
         "late: they update state but are evaluated at the watermark",
     )
+    watermark_idle_s: float = Field(
+        10.0,
+        gt=0,
+        description="an input topic that read nothing for this long stops holding its "
+        "partitions' watermark back",
+    )
     max_future_skew_s: float = Field(
         86400.0, gt=0, description="events further ahead of wall time are dead-lettered"
     )

@@ -832,3 +832,137 @@ def test_dependency_tracking_gives_the_same_outputs_as_evaluating_all(
     out2 += full.advance(s2, end).outputs
     assert summary(out1) == summary(out2)
     assert s1.to_bytes() == s2.to_bytes()
+
+
+# -- regressions found in review ---------------------------------------------------------------
+def test_record_written_by_an_older_version_is_upgraded(core: RuleSet) -> None:
+    engine = make_engine(core)
+    state = CustomerState(CID)
+    feed(engine, state, [account(T0), contact(at(hours=1), "c-1", "departed")])
+    rec = state.alerts["key-contact-departed"]
+    for key in ("tstat", "tat", "sev"):  # what records looked like before issue 3
+        rec.pop(key)
+    task_id = rec["task"]
+    assert engine.apply(state, task_update(at(hours=2), task_id, "acknowledged")).errors == []
+    assert rec["tstat"] == "ack"
+    resolved = tasks(engine.advance(state, at(days=31).timestamp()), "key-contact-departed")
+    assert [(t.task_id, t.status) for t in resolved] == [(task_id, "cancelled")]
+
+
+def test_a_failing_time_free_guard_keeps_the_wake_ups(tmp_path: Path) -> None:
+    rule = (
+        "- id: r\n  applies_to: 100 / (open_tickets - 1) > 0\n"
+        "  when: days_since_last_login >= 3\n  severity: low\n  summary: s\n"
+    )
+    engine = make_engine(pack(tmp_path, rule))
+    state = CustomerState(CID)
+    result = engine.apply(state, ticket(T0, "t-1"))  # one open ticket: division by zero
+    assert [e.rule_id for e in result.errors] == ["r"]
+    assert engine.next_deadline(state) == at(days=3).timestamp()
+
+
+def test_a_late_event_gives_the_same_outputs_with_or_without_a_sweep(core: RuleSet) -> None:
+    watermark = at(days=14, hours=1).timestamp()
+    late = login(at(days=14, hours=-1), event_id="late")
+    runs = []
+    for sweep in (False, True):
+        engine = make_engine(core)
+        state = CustomerState(CID)
+        out = feed(engine, state, [account(T0 - timedelta(hours=1)), login(T0)]).outputs
+        if sweep:
+            out += engine.advance(state, watermark).outputs
+        out += engine.apply(state, late, not_before=watermark).outputs
+        runs.append(summary(out))
+    assert runs[0] == runs[1]
+
+
+def test_snooze_already_over_refires_at_once(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, CARE_RULE))
+    state = CustomerState(CID)
+    [task] = tasks(engine.apply(state, ticket(T0, "t-1")))
+    update = task_update(at(hours=1), task.task_id, "dismissed", snooze_until=at(minutes=30))
+    result = engine.apply(state, update)
+    assert [(a.status, a.resolution) for a in alerts(result)] == [
+        ("resolved", "snoozed"),
+        ("firing", None),
+    ]
+
+
+def test_escalate_after_zero_escalates_on_firing(tmp_path: Path) -> None:
+    engine = make_engine(
+        pack(tmp_path, CARE_RULE.replace("escalate_after: 4h", "escalate_after: 0h"))
+    )
+    result = engine.apply(CustomerState(CID), ticket(T0, "t-1"))
+    assert [t.status for t in tasks(result)] == ["open", "escalated"]
+
+
+def test_records_of_rules_removed_from_the_pack_are_forgotten(tmp_path: Path) -> None:
+    state = CustomerState(CID)
+    make_engine(pack(tmp_path, INHIBIT_PACK)).apply(state, ticket(T0, "t-1"))
+    assert "care" in state.alerts
+    engine = make_engine(pack(tmp_path, OPEN_TICKET_RULE, name="other.yaml"))
+    result = engine.apply(state, ticket(at(hours=1), "t-2"))
+    assert [rule for rule, _ in result.forgotten] == ["care"]
+    assert "care" not in state.alerts and "care" not in state.last_fired
+
+
+def test_alert_reading_rule_that_inhibits_is_settled_in_the_same_pass(tmp_path: Path) -> None:
+    ruleset = pack(
+        tmp_path,
+        """\
+        - id: critical
+          when: open_critical_tickets > 0
+          severity: critical
+          summary: critical
+        - id: detractor
+          when: last_nps >= 0 && last_nps <= 6
+          severity: medium
+          summary: detractor
+        - id: escalated
+          when: open_high_alerts > 0
+          inhibits: [detractor]
+          severity: high
+          summary: escalated
+        """,
+    )
+    engine = make_engine(ruleset)
+    state = CustomerState(CID)
+    engine.apply(state, ticket(T0, "q-1", "closed", "question", "low", nps=3))
+    assert state.alerts["detractor"]["s"] == "firing"
+    engine.apply(state, ticket(at(hours=1), "t-1", severity="critical"))
+    assert {r: a["s"] for r, a in state.alerts.items()} == {
+        "critical": "firing",
+        "escalated": "firing",
+    }
+
+
+def test_cleared_while_when_still_holds_stays_resolved_deterministically(tmp_path: Path) -> None:
+    rule = (
+        "- id: r\n  when: open_tickets > 0\n  resolve_when: tickets_30d >= 2\n"
+        "  severity: low\n  summary: s\n"
+    )
+    engine = make_engine(pack(tmp_path, rule))
+    state = CustomerState(CID)
+    engine.apply(state, ticket(T0, "t-1"))
+    result = engine.apply(state, ticket(at(hours=1), "t-2"))  # both conditions hold now
+    assert [a.status for a in alerts(result)] == ["resolved"]
+    assert alerts(engine.advance(state, at(days=5).timestamp())) == []
+    # once resolve_when no longer holds (tickets age out of 30 days), it fires again
+    [again] = alerts(engine.advance(state, at(days=31).timestamp()))
+    assert again.status == "firing"
+
+
+def test_inhibited_alert_fires_again_when_the_inhibitor_clears_despite_cooldown(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(
+        pack(tmp_path, INHIBIT_PACK.replace("severity: medium", "severity: medium\n  cooldown: 7d"))
+    )
+    state = CustomerState(CID)
+    engine.apply(state, ticket(T0, "t-1"))
+    engine.apply(state, ticket(at(hours=1), "t-2"))
+    result = engine.apply(state, ticket(at(hours=2), "t-2", "resolved"))
+    assert [(a.rule_id, a.status) for a in alerts(result)] == [
+        ("on-fire", "resolved"),
+        ("care", "firing"),
+    ]

@@ -361,3 +361,10 @@ def test_thresholds_of_a_counter_that_counts_down() -> None:
     # days_to_renewal: `<= 90` becomes true at 90, `>= 0` false at -1
     found = thresholds("days_to_renewal >= 0 && days_to_renewal <= 90", "days_to_renewal", True)
     assert found == {-1, 90}
+
+
+def test_fingerprint_changes_with_the_rules(tmp_path: Path) -> None:
+    first = load_rules([write(tmp_path, "a.yaml", GOOD)]).fingerprint
+    assert first == load_rules([write(tmp_path, "a.yaml", GOOD)]).fingerprint
+    changed = load_rules([write(tmp_path, "a.yaml", GOOD.replace("> 0", "> 1"))]).fingerprint
+    assert len(first) == 8 and changed != first
