@@ -8,6 +8,7 @@ order between them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.partitioning import partition_for
 from tests.conftest import Broker, Outputs, Producer, Worker, _pipeline
 
 pytestmark = pytest.mark.integration
@@ -266,3 +268,35 @@ async def test_inhibiting_alert_resolves_and_holds_back_the_inhibited_one(
     assert alerts[2]["status"] == "firing"
     assert _time(alerts[2]["fired_at"]) == s.at(hours=3)
     assert fire["status"] == "firing" and care["status"] == "firing"
+
+
+async def test_late_event_updates_state_but_fires_at_the_watermark(
+    lifecycle: Pipeline, unique: str
+) -> None:
+    worker = lifecycle[0]
+    leader = f"leader-{unique}"
+    late_id = next(
+        f"late-{unique}-{i}"
+        for i in range(100)
+        if partition_for(f"late-{unique}-{i}", 2) == partition_for(leader, 2)
+    )
+    start = BASE + timedelta(days=60)
+    s = Scenario(lifecycle, late_id, start - timedelta(days=1, hours=1))
+    await s.account("cooldown")
+    ahead = Scenario(lifecycle, leader, start)
+    await ahead.ticket(start, "x1", "opened")  # the partition's newest event time
+    await asyncio.sleep(11)  # other topics go idle: only tickets hold the watermark now
+    watermark = start - timedelta(seconds=300)  # CHURNGUARD_ALLOWED_LATENESS_S default
+
+    await s.ticket(start - timedelta(days=1), "c1", "opened", severity="critical")
+    [alert] = await s.wait_alerts("critical", 1)
+    assert _time(alert["fired_at"]) == watermark  # never in the past
+    snapshot = await worker.customer(late_id)
+    assert snapshot is not None and snapshot["features"]["open_critical_tickets"] == 1
+    metrics = await worker.metrics()
+    late = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("churnguard_late_events_total{") and ".tickets" in line
+    ]
+    assert late and float(late[0].split()[-1]) >= 1
