@@ -79,6 +79,9 @@ def _bump(buckets: dict[int, float], slot: int, by: float) -> None:
 
 def window_sum(buckets: dict[int, float], first: int, last: int) -> float:
     """Sum of the buckets with ``first <= slot <= last``."""
+    if last - first < len(buckets):  # a short window over many buckets: look slots up
+        get = buckets.get
+        return sum(get(k, 0.0) for k in range(first, last + 1))
     return sum(v for k, v in buckets.items() if first <= k <= last)
 
 
