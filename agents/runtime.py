@@ -86,7 +86,12 @@ class Pipeline:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
-        self.watermarks = WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
+        # event mode sweeps on the watermark itself: one clock, observed once per event
+        self.watermarks = (
+            clock
+            if isinstance(clock, WatermarkClock)
+            else WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
+        )
 
     # -- per event ----------------------------------------------------------------------
     async def handle(self, kind: str | None, event: EventT) -> None:
@@ -114,7 +119,8 @@ class Pipeline:
         if watermark is not None and occurred < watermark:
             self.metrics.late_events.labels(topic).inc()
         self.watermarks.observe(msg.partition, occurred, topic)
-        self.clock.observe(msg.partition, occurred, topic)
+        if self.clock is not self.watermarks:
+            self.clock.observe(msg.partition, occurred, topic)
         buf = self._buffer(msg.partition)
         state = self._load(buf, parsed.customer_id)
         started = time.perf_counter()
@@ -257,8 +263,6 @@ class Pipeline:
             dropped = self.buffers.pop(partition, None)
             self.indexes.pop(partition, None)
             self.watermarks.forget(partition)
-            if isinstance(self.clock, WatermarkClock):
-                self.clock.forget(partition)
             if dropped is not None and dropped.pending:
                 log.info(
                     "revoked partition=%d unflushed_events=%d action=replay_by_next_owner",
@@ -300,7 +304,7 @@ class Pipeline:
         for partition, index in indexes.items():
             pending = self.indexes.get(partition)
             if pending is not None:  # deadlines set since assignment are newer
-                for customer_id, due in pending._due.items():
+                for customer_id, due in pending.items():
                     index.set(customer_id, due)
         self.indexes = indexes
         self.index_stale = False

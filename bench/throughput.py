@@ -38,7 +38,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.broker import EmbeddedBroker, ensure_topics, free_port
+from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 from streams.synthetic import generate_events
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,18 +106,6 @@ class Stage:
 # ------------------------------------------------------------------------------------------
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_S) -> None:
-    """SIGTERM the child, SIGKILL it if it is still there after ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(grace)
-
-
 @contextmanager
 def child(
     argv: list[str], env: dict[str, str], log_path: Path
@@ -136,7 +124,7 @@ def child(
         try:
             yield proc
         finally:
-            stop_process(proc)
+            stop_process(proc, STOP_GRACE_S)
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:

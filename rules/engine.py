@@ -161,8 +161,9 @@ class _Timing:
     """Cached next change times of a customer's features, valid for one state version."""
 
     version: tuple[float | None, str | None]
-    deadline: object  # float | None, or _MISS until computed
     changes: dict[str, float | None]
+    deadline: float | None = None
+    has_deadline: bool = False
 
 
 class Engine:
@@ -235,7 +236,7 @@ class Engine:
         if at > ts:  # a late event: first bring the customer to where its partition is
             result.extend(self.advance(state, at))
             previous = state.evaluated_at
-        changes = self._known_changes(state)
+        changes = self._timing_of(state).changes
         if previous is not None:  # the time check of these needs the state before the event
             for name in self._any_event_timed:
                 self._change_of(state, previous, name, changes)
@@ -264,7 +265,7 @@ class Engine:
             if due is None or due > until:
                 break
             previous = state.evaluated_at
-            changes = self._known_changes(state)
+            changes = self._timing_of(state).changes
             prune(state, due, self.config.state.horizon_days)
             changed = self._changed(state, frozenset(), previous, due, frozenset(), changes)
             timers = frozenset(
@@ -281,26 +282,23 @@ class Engine:
         at = state.evaluated_at
         if at is None:
             return None
-        timing = self._timing.get(state.customer_id)
-        if timing is not None and timing.version == _version(state):
-            if timing.deadline is not _MISS:
-                return timing.deadline  # type: ignore[return-value]
-        else:
-            timing = self._timing_for(state, {})
-        deadline = self._next_deadline(state, at, timing.changes)
-        timing.deadline = deadline
-        return deadline
+        timing = self._timing_of(state)
+        if not timing.has_deadline:
+            timing.deadline = self._next_deadline(state, at, timing.changes)
+            timing.has_deadline = True
+        return timing.deadline
 
     # -- per-customer timing cache ----------------------------------------------------------
     # Each feature's next change time stays valid until an event changes what the feature
     # reads or the time passes it; keeping them per customer makes both the "what changed"
     # check after an event and the next deadline incremental. A cache only: a miss
     # recomputes, and outputs never depend on it.
-    def _known_changes(self, state: CustomerState) -> dict[str, float | None]:
+    def _timing_of(self, state: CustomerState) -> _Timing:
+        """The cached timing of the state as it is now (empty if it changed since)."""
         timing = self._timing.get(state.customer_id)
         if timing is not None and timing.version == _version(state):
-            return timing.changes
-        return {}
+            return timing
+        return self._timing_for(state, {})
 
     def _remember(self, state: CustomerState, changes: dict[str, float | None], at: float) -> None:
         valid = {n: t for n, t in changes.items() if t is None or t > at}
@@ -309,7 +307,7 @@ class Engine:
     def _timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> _Timing:
         if len(self._timing) >= self.config.memo_size * 16:
             self._timing.clear()
-        timing = self._timing[state.customer_id] = _Timing(_version(state), _MISS, changes)
+        timing = self._timing[state.customer_id] = _Timing(_version(state), changes)
         return timing
 
     @staticmethod

@@ -6,6 +6,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,17 @@ class CompiledRule:
     # feature -> the integer values at which a comparison in the rule flips (see thresholds())
     thresholds: dict[str, frozenset[int]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def id(self) -> str:
         """The rule id."""
         return self.rule.id
 
-    @property
+    @cached_property
     def time_based(self) -> bool:
         """True if any input can change with time alone (needs sweeps)."""
         return any(FEATURES[n].changes_with_time for n in self.inputs)
 
-    @property
+    @cached_property
     def static_guard(self) -> cel.Program | None:
         """``applies_to`` if time alone cannot change it: while false, no deadline is needed."""
         if self.applies_to is None:
@@ -75,7 +76,7 @@ class CompiledRule:
         names = self.applies_to.variables()
         return None if any(FEATURES[n].changes_with_time for n in names) else self.applies_to
 
-    @property
+    @cached_property
     def reads_alerts(self) -> bool:
         """True if an input depends on the customer's other alerts (evaluated after them)."""
         return any("alerts" in FEATURES[n].depends_on for n in self.inputs)

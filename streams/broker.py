@@ -89,20 +89,31 @@ class EmbeddedBroker:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the broker (SIGTERM, then SIGKILL); its data is gone afterwards."""
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+        if proc is not None:
+            stop_process(proc, timeout)
 
     def __enter__(self) -> EmbeddedBroker:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def stop_process(
+    proc: subprocess.Popen[bytes], grace: float = 10.0, sig: int = signal.SIGTERM
+) -> int:
+    """Send ``sig`` to a child, SIGKILL it if it is still there after ``grace`` seconds.
+
+    Returns its exit code.
+    """
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(grace)
+    return proc.returncode
 
 
 async def ensure_topics(bootstrap: str, names: list[str], partitions: int) -> None:

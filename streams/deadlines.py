@@ -28,6 +28,10 @@ class DeadlineIndex:
         if len(self._heap) > 4 * len(self._due) + 1024:
             self._compact()
 
+    def items(self) -> list[tuple[str, float]]:
+        """Every scheduled (customer id, deadline)."""
+        return list(self._due.items())
+
     def pop_due(self, now: float, limit: int | None = None) -> list[str]:
         """Remove and return customers whose deadline is at or before ``now``, earliest first."""
         out: list[str] = []

@@ -24,7 +24,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.broker import EmbeddedBroker, ensure_topics, free_port
+from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 
 KINDS = ("logins", "orders", "tickets", "contacts", "accounts", "task_updates")
 OUTPUTS = ("alerts", "tasks", "health", "deadletter", "rekeyed", "ticks")
@@ -111,16 +111,7 @@ class Worker:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         proc, self.proc = self.proc, None
-        if proc is None:
-            return 0
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-        return proc.returncode
+        return 0 if proc is None else stop_process(proc, timeout, sig)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
