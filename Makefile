@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,oracle]'
 	touch $(STAMP)
 
 demo: $(STAMP)  ## the whole pipeline on the embedded broker, alerts printed as they arrive
@@ -23,9 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## rules cost vs state keeping; throughput vs raw aiokafka and naive Faust
+bench: $(STAMP)  ## rules and scoring cost; RFM sketch merge memory; throughput vs baselines
 	$(BIN)/python -m bench.rules_cost
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.sketch_merge
+	$(BIN)/python -m bench.throughput --compare-scoring
 
 clean:
 	rm -rf $(VENV) data *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -21,8 +21,10 @@ HELP = """churnguard: early warnings for customer success, from the event stream
 Reads crm.* events from Kafka, keeps per-customer state, evaluates YAML/CEL rules and emits
 alerts (cs.alerts) and tasks (cs.tasks). Configure with CHURNGUARD_* environment variables
 (see README). Start a worker with `churnguard worker -l info`; try it all with
-`churnguard demo`. Check rule packs with `churnguard rules check`, list the features rules
-can use with `churnguard rules list`, run rule unit tests with `churnguard rules test FILE`.
+`churnguard demo`. Check rule packs and scoring with `churnguard rules check`, list the
+features rules can use with `churnguard rules list`, run rule unit tests with
+`churnguard rules test FILE`. Fit the CLV model with `churnguard fit --orders FILE --until
+DATE`; publish an order history with `churnguard import cdnow|csv FILE`.
 """
 
 
@@ -109,11 +111,20 @@ def main() -> None:
 
         rules_group.main(args=sys.argv[2:], prog_name="churnguard rules")
         return
+    if sys.argv[1:2] in (["fit"], ["import"]):  # offline: no Faust app
+        from agents.offline_cli import fit, import_orders
+
+        command = fit if sys.argv[1] == "fit" else import_orders
+        command.main(args=sys.argv[2:], prog_name=f"churnguard {sys.argv[1]}")
+        return
     try:
         settings = Settings()
         app = build_app(settings)
     except RulePackError as exc:
         click.echo(f"churnguard: invalid rule pack, nothing loaded:\n{exc}", err=True)
+        sys.exit(2)
+    except ValueError as exc:  # settings from the environment, the CLV model file
+        click.echo(f"churnguard: cannot start: {exc}", err=True)
         sys.exit(2)
     from faust.cli.faust import cli
 

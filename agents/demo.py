@@ -53,11 +53,8 @@ def all_topics(settings: Settings) -> list[str]:
         settings.topic_deadletter,
         settings.topic_rekeyed,
         settings.topic_ticks,
+        settings.topic_rfm,
     ]
-
-
-def _bootstrap_of(url: str) -> str:
-    return ",".join(part.split("://")[-1] for part in url.split(";"))
 
 
 async def _stop_process(proc: asyncio.subprocess.Process, grace_s: float = 20.0) -> None:
@@ -90,7 +87,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
             broker = EmbeddedBroker(log_path=workdir / "broker.log").start()
             url = broker.url
             click.echo(f"demo: embedded Tansu broker on {broker.bootstrap} (in memory)")
-        bootstrap = _bootstrap_of(url)
+        bootstrap = settings.model_copy(update={"broker": url}).bootstrap_servers
         await ensure_topics(bootstrap, all_topics(settings), settings.partitions)
         web_port = free_port()
         env = {

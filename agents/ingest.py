@@ -10,13 +10,15 @@ import faust
 from faust.types import StreamT
 
 from agents.metrics import Metrics
+from agents.rfm_population import read_rfm_summaries
 from agents.runtime import Pipeline
 from agents.views import register_views
 from rules.calendar import BusinessCalendar
 from rules.engine import Engine, EngineConfig
-from rules.loader import load_rules
+from rules.loader import RuleSet, load_rules
 from streams.app import Topics
 from streams.clock import Clock, WallClock, WatermarkClock
+from streams.clv import load_model
 from streams.settings import Settings
 from streams.state import StateConfig
 
@@ -31,8 +33,11 @@ def make_clock(settings: Settings) -> Clock:
 
 
 def make_engine(settings: Settings) -> Engine:
-    """Load the configured rule packs (raises RulePackError) and build the engine."""
-    rules = load_rules(settings.rule_packs)
+    """Load the configured rule packs (raises RulePackError) and the CLV model (ValueError),
+    and build the engine."""
+    rules = load_rules(settings.rule_packs, default_scoring=settings.scoring_enabled)
+    if not settings.scoring_enabled:
+        rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
     config = EngineConfig(
         state=StateConfig(
             horizon_days=settings.horizon_days,
@@ -46,6 +51,9 @@ def make_engine(settings: Settings) -> Engine:
             *settings.business_hours_range,
             frozenset(settings.business_days),
         ),
+        clv_model=load_model(settings.clv_model) if settings.clv_model else None,
+        snapshot_interval=settings.snapshot_interval_s,
+        snapshot_health_delta=settings.snapshot_health_delta,
     )
     return Engine(rules, config)
 
@@ -91,6 +99,18 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
                 await topics.ticks.send(value=b"{}", partition=tp.partition)
 
     app.timer(settings.tick_interval_s, name="churnguard.ticks")(send_ticks)
+
+    async def refresh_rfm() -> None:
+        try:
+            await pipeline.publish_rfm()
+        except Exception:  # a summary is retried at the next refresh; never stop the worker
+            log.exception("rfm_publish_failed action=retry_next_refresh")
+
+    app.timer(settings.rfm_refresh_s, name="churnguard.rfm")(refresh_rfm)
+
+    @app.task
+    async def _read_rfm_summaries() -> None:
+        await read_rfm_summaries(settings, pipeline.rfm_summaries)
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:

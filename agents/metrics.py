@@ -24,6 +24,10 @@ class Metrics:
     flushed_states: Counter
     sweep_due: Counter
     scheduled_customers: Gauge
+    snapshots: Counter
+    tiers_changed: Counter
+    rfm_customers: Gauge
+    rfm_cut_points_age: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -99,6 +103,28 @@ class Metrics:
                 "churnguard_scheduled_customers",
                 "Customers with a pending deadline, per partition",
                 ["partition"],
+                registry=reg,
+            ),
+            snapshots=Counter(
+                "churnguard_health_snapshots_total",
+                "Customer-health snapshots published, by event (snapshot, tier_changed)",
+                ["event"],
+                registry=reg,
+            ),
+            tiers_changed=Counter(
+                "churnguard_tier_changes_total",
+                "Tier changes, by old and new tier",
+                ["from_tier", "to_tier"],
+                registry=reg,
+            ),
+            rfm_customers=Gauge(
+                "churnguard_rfm_population_customers",
+                "Customers with orders in the merged RFM sketch behind the cut points in use",
+                registry=reg,
+            ),
+            rfm_cut_points_age=Gauge(
+                "churnguard_rfm_cut_points_as_of_seconds",
+                "Event time (epoch seconds) of the newest partition summary in the cut points",
                 registry=reg,
             ),
         )

@@ -26,11 +26,13 @@ def rules_group() -> None:
 @rules_group.command()
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 def check(paths: tuple[Path, ...]) -> None:
-    """Validate rule packs (files or directories; default: CHURNGUARD_RULE_PACKS).
+    """Validate rule packs and scoring (files or directories; default: CHURNGUARD_RULE_PACKS).
 
     Reports every problem as FILE:LINE: rule ID: reason — YAML errors, unknown fields, bad
     durations, CEL syntax and type errors, unknown features, duplicate ids, unknown or
-    cyclic `inhibits`. Exits 1 on any problem, 0 when everything loads.
+    cyclic `inhibits`; for tiers, health and lifecycle also grids, weights that do not sum
+    to 100, a missing fallback entry and scores read before they are computed. Exits 1 on
+    any problem, 0 when everything loads.
     """
     targets = list(paths) or Settings().rule_packs
     try:
@@ -45,6 +47,19 @@ def check(paths: tuple[Path, ...]) -> None:
     for rule in ruleset.rules:
         wakes = "time-based" if rule.time_based else "event-driven"
         click.echo(f"  {rule.id:<28} {rule.rule.severity:<8} {wakes}")
+    scoring = ruleset.scoring
+    if scoring is not None:
+        spec = scoring.spec
+        click.echo(
+            f"scoring from {scoring.source}: tiers {', '.join(t.id for t in spec.tiers)}; "
+            f"stages {', '.join(s.id for s in spec.lifecycle)}; "
+            f"health factors {', '.join(f.id for f in spec.health.factors)}"
+            + (
+                f" (profiles {', '.join(p.id for p in spec.health.profiles)})"
+                if spec.health.profiles
+                else ""
+            )
+        )
 
 
 @rules_group.command(name="list")

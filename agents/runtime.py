@@ -19,9 +19,11 @@ from typing import Any
 from faust.types import TP, AppT, EventT
 
 from agents.metrics import Metrics
+from agents.rfm_population import RfmPopulation, merged_cut_points
 from rules.engine import Engine, Output, Result
 from schemas import (
     AlertEvent,
+    CustomerHealth,
     DecodeError,
     InputEvent,
     TaskEvent,
@@ -49,7 +51,7 @@ class PartitionBuffer:
 
     states: dict[str, CustomerState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    outputs: list[Output] = field(default_factory=list)
+    outputs: list[Output | CustomerHealth] = field(default_factory=list)
     pending: list[EventT] = field(default_factory=list)
     opened: float = field(default_factory=time.monotonic)
 
@@ -86,6 +88,8 @@ class Pipeline:
         self.buffers: dict[int, PartitionBuffer] = {}
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
+        self.rfm = RfmPopulation()
+        self.rfm_summaries: dict[bytes, bytes] = {}  # partition → newest summary, all workers
         # event mode sweeps on the watermark itself: one clock, observed once per event
         self.watermarks = (
             clock
@@ -199,6 +203,7 @@ class Pipeline:
     ) -> None:
         buf.dirty.add(state.customer_id)
         buf.outputs.extend(result.outputs)
+        buf.outputs.extend(result.snapshots)
         if result.evaluations:
             self.metrics.rule_eval_seconds.observe(result.eval_seconds)
         for rule_id, alert_id in result.forgotten:
@@ -229,6 +234,7 @@ class Pipeline:
             return
         started = time.perf_counter()
         index = self.indexes.setdefault(partition, DeadlineIndex())
+        scoring = self.engine.scorer is not None
         engine_s = 0.0
         for customer_id in buf.dirty:
             state = buf.states[customer_id]
@@ -236,6 +242,8 @@ class Pipeline:
             deadline = self.engine.next_deadline(state)  # once per customer per flush
             engine_s += time.perf_counter() - t0
             index.set(customer_id, deadline)
+            if scoring:
+                self.rfm.note(partition, state)
             self.table[customer_id.encode()] = encode_stored(
                 state, deadline, self.engine.rules.fingerprint
             )
@@ -262,6 +270,7 @@ class Pipeline:
         for partition in {tp.partition for tp in revoked}:
             dropped = self.buffers.pop(partition, None)
             self.indexes.pop(partition, None)
+            self.rfm.forget(partition)
             self.watermarks.forget(partition)
             if dropped is not None and dropped.pending:
                 log.info(
@@ -284,23 +293,31 @@ class Pipeline:
         indexes = {p: DeadlineIndex() for p in owned}
         count = recomputed = 0
         fingerprint = self.engine.rules.fingerprint
+        scoring = self.engine.scorer is not None
         for key, raw in self.table.items():
             if raw is None:
                 continue
             customer_id = key.decode()
-            index = indexes.get(partition_for(customer_id, self.settings.partitions))
+            partition = partition_for(customer_id, self.settings.partitions)
+            index = indexes.get(partition)
             if index is None:
                 continue
             count += 1
-            if stored_fingerprint(raw) == fingerprint:
+            current = stored_fingerprint(raw) == fingerprint
+            state: CustomerState | None = None
+            if scoring or not current:  # decoded only for the RFM population or new rules
+                try:
+                    state = decode_stored(raw)
+                except (ValueError, KeyError):
+                    state = None
+            if state is not None and scoring:
+                self.rfm.note(partition, state)
+            if current or state is None:
                 index.set(customer_id, stored_deadline(raw))
                 continue
             # written under other rules: their deadline may be late for these rules
             recomputed += 1
-            try:
-                index.set(customer_id, self.engine.next_deadline(decode_stored(raw)))
-            except (ValueError, KeyError):
-                index.set(customer_id, stored_deadline(raw))
+            index.set(customer_id, self.engine.next_deadline(state))
         for partition, index in indexes.items():
             pending = self.indexes.get(partition)
             if pending is not None:  # deadlines set since assignment are newer
@@ -315,15 +332,53 @@ class Pipeline:
             recomputed,
         )
 
+    # -- RFM population ---------------------------------------------------------------------
+    async def publish_rfm(self) -> None:
+        """Publish each owned partition's RFM summary, then refresh the engine's cut points
+        from every partition's newest summary (``rfm_summaries``, read from the topic)."""
+        if self.index_stale or self.engine.scorer is None:
+            return  # rebuilt with the indexes on the next tick; nothing to do without scoring
+        ticks = self.topics.ticks.get_topic_name()
+        for tp in self.app.consumer.assignment():
+            if tp.topic != ticks:
+                continue
+            now = self.clock.now(tp.partition)
+            if now is None:
+                continue
+            raw = self.rfm.sketch(tp.partition, now).to_bytes()
+            key = str(tp.partition).encode()
+            self.rfm_summaries[key] = raw
+            await self.topics.rfm.send(key=key, value=raw, partition=0)
+        cuts = merged_cut_points(self.rfm_summaries)
+        if cuts is None:
+            return
+        self.engine.set_cut_points(cuts)
+        self.metrics.rfm_customers.set(cuts.customers)
+        self.metrics.rfm_cut_points_age.set(cuts.as_of)
+        log.info(
+            "rfm_cut_points_refreshed customers=%d recency=%s frequency=%s monetary=%s",
+            cuts.customers,
+            [round(c, 1) for c in cuts.recency],
+            [round(c, 1) for c in cuts.frequency],
+            [round(c, 1) for c in cuts.monetary],
+        )
+
     # -- sinks ------------------------------------------------------------------------------
-    async def _send_output(self, out: Output) -> asyncio.Future[Any]:
-        if isinstance(out, AlertEvent):
+    async def _send_output(self, out: Output | CustomerHealth) -> asyncio.Future[Any]:
+        if isinstance(out, CustomerHealth):
+            topic, ce_type = self.topics.health, f"churnguard.customer.{out.event}"
+            ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
+            self.metrics.snapshots.labels(out.event).inc()
+        elif isinstance(out, AlertEvent):
             topic, ce_type, ce_id = (
                 self.topics.alerts,
                 f"churnguard.alert.{out.status}",
                 out.alert_id,
             )
             self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
+            if out.status == "notice" and out.rule_id == "tier_changed":
+                moved = out.evidence
+                self.metrics.tiers_changed.labels(moved["from"], moved["to"]).inc()
         else:
             assert isinstance(out, TaskEvent)
             status = "created" if out.status == "open" else out.status

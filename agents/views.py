@@ -8,20 +8,25 @@ import faust
 from faust.web import Request, Response, View
 
 from agents.runtime import Pipeline
+from rules.scoring import SCORE_KEYS
 from streams.features import compute
 from streams.partitioning import partition_for
 from streams.state import CustomerState
 from streams.storage import decode_stored
 
+SHOWN_SCORES = frozenset(SCORE_KEYS) | {"contrib", "profile"}
+"""Keys of ``state.scores`` the view shows (the rest is bookkeeping), by feature name."""
+
 
 def snapshot(state: CustomerState) -> dict[str, Any]:
-    """JSON-ready view of one customer: account, features as of its event time, open alerts."""
+    """JSON-ready view of one customer: account, features and scores at its event time, alerts."""
     at = state.evaluated_at or state.last_event_at or 0.0
     return {
         "customer_id": state.customer_id,
         "account": state.account,
         "as_of": at,
         "features": compute(state, at),
+        "scores": {SCORE_KEYS.get(k, k): v for k, v in state.scores.items() if k in SHOWN_SCORES},
         "open_alerts": {
             rule: {
                 "alert_id": a.get("id"),

@@ -325,22 +325,29 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
     }
 
 
-def run_churnguard(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -> Stage:
+def run_churnguard(
+    broker: EmbeddedBroker,
+    args: argparse.Namespace,
+    workdir: Path,
+    name: str = "churnguard",
+    extra: dict[str, str] | None = None,
+) -> Stage:
     """Stage (c): the churnguard worker; timing by polling churnguard_events_total."""
-    stage = Stage("churnguard")
+    stage = Stage(name)
     port = free_port()
-    log_path = workdir / "churnguard.log"
+    log_path = workdir / f"{name}.log"
     env = child_env(
         {
+            **(extra or {}),
             "CHURNGUARD_BROKER": broker.url,
-            "CHURNGUARD_DATA_DIR": str(workdir / "churnguard-data"),
+            "CHURNGUARD_DATA_DIR": str(workdir / f"{name}-data"),
             "CHURNGUARD_WEB_PORT": str(port),
             "CHURNGUARD_WEB_HOST": "127.0.0.1",
             "CHURNGUARD_PARTITIONS": str(args.partitions),
             "CHURNGUARD_BROKER_SESSION_TIMEOUT_S": "6",
             "CHURNGUARD_BROKER_HEARTBEAT_INTERVAL_S": "1",
             "CHURNGUARD_CLOCK": "event",
-            "CHURNGUARD_APP_ID": "bench-churnguard",
+            "CHURNGUARD_APP_ID": f"bench-{name}",
         }
     )
     argv = [sys.executable, "-m", "agents", "worker", "-l", "warn"]
@@ -419,6 +426,7 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
         "ceiling": "(a) ceiling: aiokafka getmany + orjson + dict",
         "naive_faust": "(b) naive Faust: agent + RocksDB Table per event",
         "churnguard": "(c) churnguard worker (write-behind, event clock)",
+        "churnguard_rules_only": "(d) the same, CHURNGUARD_SCORING_ENABLED=false",
     }
     width = max(len(v) for v in (*labels.values(), *(f"  {r}" for r, _ in REFERENCE)))
     lines = [
@@ -430,6 +438,8 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
     ]
     for key, label in labels.items():
         stage = stages.get(key)
+        if stage is None and key == "churnguard_rules_only":
+            continue  # only with --compare-scoring
         if stage is None:
             lines.append(f"{label:<{width}}  {'skipped':>9}")
             continue
@@ -494,6 +504,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip stage (b)")
     parser.add_argument(
+        "--compare-scoring",
+        action="store_true",
+        help="also run the worker with CHURNGUARD_SCORING_ENABLED=false and print what "
+        "scoring adds to the time per event (goal: at most 20 %%)",
+    )
+    parser.add_argument(
         "--timeout", type=float, default=900.0, help="seconds allowed per stage (default 900)"
     )
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
@@ -540,6 +556,17 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
         if not args.skip_naive:
             measure("naive_faust", lambda: run_naive(broker, args, workdir))
         measure("churnguard", lambda: run_churnguard(broker, args, workdir))
+        if args.compare_scoring:
+            measure(
+                "churnguard_rules_only",
+                lambda: run_churnguard(
+                    broker,
+                    args,
+                    workdir,
+                    "churnguard_rules_only",
+                    {"CHURNGUARD_SCORING_ENABLED": "false"},
+                ),
+            )
     finally:
         broker.stop()
     ratios = {
@@ -548,6 +575,11 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
             stages.get("churnguard"), stages.get("naive_faust")
         ),
     }
+    scored, rules_only = stages.get("churnguard"), stages.get("churnguard_rules_only")
+    with_rate = scored.rate if scored else None
+    without_rate = rules_only.rate if rules_only else None
+    if with_rate and without_rate:  # time per event with scoring over without, minus one
+        ratios["scoring adds (time per event)"] = round(without_rate / with_rate - 1.0, 3)
     return stages, ratios
 
 

@@ -20,17 +20,41 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import cel
-
 from rules.calendar import BusinessCalendar
 from rules.loader import CompiledRule, RuleSet
+from rules.memo import MISS, Memo
 from rules.model import TaskSpec
+from rules.scoring import SCORE_KEYS, Scorer
 from rules.templates import placeholders, render
-from schemas import EVENT_KINDS, AlertEvent, InputEvent, TaskEvent, TaskUpdateEvent
+from schemas import (
+    EVENT_KINDS,
+    AlertEvent,
+    CustomerHealth,
+    InputEvent,
+    TaskEvent,
+    TaskUpdateEvent,
+)
+from streams.clv import ClvModel
 from streams.features import FEATURES, KINDS_CHANGING
+from streams.sketch import CutPoints
 from streams.state import CustomerState, StateConfig, apply_event, prune
 
 Output = AlertEvent | TaskEvent
+"""What the engine asks the runtime to publish in order (snapshots travel beside them)."""
+TIER_CHANGED = "tier_changed"
+SNAPSHOT_FEATURES = (
+    "revenue_365d",
+    "orders_365d",
+    "days_since_last_login",
+    "days_since_last_order",
+    "logins_7d",
+    "complaints_7d",
+    "open_tickets",
+    "open_critical_tickets",
+    "key_contacts",
+    "days_to_renewal",
+    "tenure_days",
+)
 MAX_STEPS_PER_ADVANCE = 1000
 MAX_SETTLE_ROUNDS = 3
 PRIORITY_BY_SEVERITY = {
@@ -43,7 +67,6 @@ PRIORITY_BY_SEVERITY = {
 ESCALATED_PRIORITY = {"low": "medium", "medium": "high", "high": "urgent", "urgent": "urgent"}
 ROLE_FIELDS = frozenset({"owner", "csm"})
 OPEN_TASK = ("open", "ack")
-_MISS = object()
 
 
 @dataclass(frozen=True)
@@ -55,6 +78,11 @@ class EngineConfig:
     fallback_team: tuple[str, ...] = ()
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
     memo_size: int = 4096
+    clv_model: ClvModel | None = None
+    # customer-health snapshots: at most one per customer per interval (a tier change goes
+    # at once); a health move below ``snapshot_health_delta`` points alone is not material
+    snapshot_interval: float = 3600.0
+    snapshot_health_delta: int = 5
 
 
 @dataclass
@@ -71,7 +99,8 @@ class Result:
     """What one call into the engine produced."""
 
     applied: bool = True
-    outputs: list[Output] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)  # alerts and tasks, in order
+    snapshots: list[CustomerHealth] = field(default_factory=list)
     errors: list[RuleError] = field(default_factory=list)
     evaluations: int = 0
     eval_seconds: float = 0.0
@@ -79,8 +108,9 @@ class Result:
     forgotten: list[tuple[str, str | None]] = field(default_factory=list)
 
     def extend(self, other: Result) -> None:
-        """Append another result's outputs and errors."""
+        """Append another result's outputs, snapshots and errors."""
         self.outputs.extend(other.outputs)
+        self.snapshots.extend(other.snapshots)
         self.errors.extend(other.errors)
         self.forgotten.extend(other.forgotten)
         self.evaluations += other.evaluations
@@ -101,28 +131,6 @@ def alert_id_for(customer_id: str, rule: CompiledRule, fired_at: float) -> str:
     return "al-" + _digest(customer_id, rule.id, labels, f"{fired_at:.3f}")
 
 
-class _Memo:
-    """A CEL program with its results memoised on its input values (programs are pure)."""
-
-    __slots__ = ("cache", "limit", "names", "program")
-
-    def __init__(self, program: cel.Program, limit: int) -> None:
-        self.program = program
-        self.names = tuple(sorted(program.variables()))
-        self.cache: dict[tuple[Any, ...], Any] = {}
-        self.limit = limit
-
-    def run(self, value: Callable[[str], Any]) -> Any:
-        key = tuple(value(n) for n in self.names)
-        hit = self.cache.get(key, _MISS)
-        if hit is _MISS:
-            hit = self.program.execute(dict(zip(self.names, key, strict=True)))
-            if len(self.cache) >= self.limit:
-                self.cache.clear()
-            self.cache[key] = hit
-        return hit
-
-
 @dataclass
 class _Pass:
     """One evaluation of one customer at one time: lazily computed feature values."""
@@ -134,8 +142,8 @@ class _Pass:
     timers: frozenset[str] = frozenset()  # rules whose lifecycle timer is due
 
     def value(self, name: str) -> Any:
-        found = self.values.get(name, _MISS)
-        if found is _MISS:
+        found = self.values.get(name, MISS)
+        if found is MISS:
             found = self.values[name] = FEATURES[name].compute(self.state, self.at)
         return found
 
@@ -143,7 +151,7 @@ class _Pass:
         return {n: self.value(n) for n in sorted(names)}
 
 
-def _holds_not(guard: _Memo, one: _Pass) -> bool:
+def _holds_not(guard: Memo, one: _Pass) -> bool:
     """True if the guard is surely false now (an error counts as "maybe": keep the wake-ups)."""
     try:
         return guard.run(one.value) is not True
@@ -183,22 +191,65 @@ class Engine:
         self._wall = wall_clock
         self._by_id = {r.id: r for r in rules.rules}
         limit = self.config.memo_size
-        self._when = {r.id: _Memo(r.when, limit) for r in rules.rules}
+        self._when = {r.id: Memo(r.when, limit) for r in rules.rules}
         self._resolve_when = {
-            r.id: _Memo(r.resolve_when, limit) for r in rules.rules if r.resolve_when
+            r.id: Memo(r.resolve_when, limit) for r in rules.rules if r.resolve_when
         }
-        self._applies_to = {r.id: _Memo(r.applies_to, limit) for r in rules.rules if r.applies_to}
+        self._applies_to = {r.id: Memo(r.applies_to, limit) for r in rules.rules if r.applies_to}
         self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
         self._timing: dict[str, _Timing] = {}
+        scoring = rules.scoring
+        self.scorer = Scorer(scoring, limit, self.config.clv_model) if scoring is not None else None
+        self._score_thresholds: tuple[tuple[str, frozenset[int]], ...] = ()
+        self._score_grids: tuple[tuple[str, tuple[float, ...]], ...] = ()
+        self._score_timed: tuple[str, ...] = ()
+        if scoring is not None:
+            bounds: dict[str, set[float]] = {}
+            for f in scoring.factors:
+                name = f.bare_feature
+                if name is None:
+                    continue
+                timed = FEATURES[name]
+                if timed.crosses is not None or (
+                    timed.reaches is not None and not timed.counts_down
+                ):  # every factor on the feature adds its steps
+                    bounds.setdefault(name, set()).update(
+                        step.below for step in f.spec.grid if step.below is not None
+                    )
+            grids = {name: tuple(sorted(b)) for name, b in bounds.items()}
+            bare = {f.value for f in scoring.factors if f.bare_feature in grids}
+            elsewhere: set[str] = set()
+            programs = [p for _, p in (*scoring.tiers, *scoring.stages) if p is not None]
+            programs += [f.missing_when for f in scoring.factors if f.missing_when is not None]
+            programs += [f.value for f in scoring.factors if f.value not in bare]
+            programs += [p for _, p, _ in scoring.profiles]
+            for program in programs:
+                elsewhere.update(program.variables())
+            grid_only = {n for n in grids if n not in elsewhere}
+            self._score_thresholds = tuple(sorted(scoring.thresholds.items()))
+            self._score_grids = tuple(sorted((n, g) for n, g in grids.items() if g))
+            self._score_timed = tuple(
+                sorted(
+                    n
+                    for n in scoring.inputs
+                    if FEATURES[n].changes_with_time
+                    and n not in scoring.thresholds
+                    and n not in grid_only
+                )
+            )
+        # what rules and scoring read; scoring is skipped while none of its inputs changed
+        self._score_inputs = scoring.inputs if scoring is not None else frozenset()
+        inputs = rules.inputs | self._score_inputs
+        self._time_inputs = frozenset(n for n in inputs if FEATURES[n].changes_with_time)
         # features every event kind may change (first-seen time, pruning): checked by value
         kinds = [names for kind, names in KINDS_CHANGING.items() if kind in EVENT_KINDS]
-        self._any_event_set = frozenset.intersection(*kinds) & rules.inputs
+        self._any_event_set = frozenset.intersection(*kinds) & inputs
         self._alert_features = tuple(n for n in FEATURES if "alerts" in FEATURES[n].depends_on)
         self._alert_dependent = tuple(
             r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
         )
         self._any_event = tuple(sorted(self._any_event_set))
-        self._any_event_timed = tuple(n for n in self._any_event if n in rules.time_inputs)
+        self._any_event_timed = tuple(n for n in self._any_event if n in self._time_inputs)
         # per time-based rule: what can wake it (see next_deadline)
         self._wakers = tuple(
             (
@@ -215,6 +266,11 @@ class Engine:
             for r in rules.rules
             if r.time_based
         )
+
+    def set_cut_points(self, cuts: CutPoints | None) -> None:
+        """Use these population cut points for RFM scores from now on (the next evaluations)."""
+        if self.scorer is not None:
+            self.scorer.cuts = cuts
 
     # -- entry points -------------------------------------------------------------------
     def apply(self, state: CustomerState, event: InputEvent, not_before: float = 0.0) -> Result:
@@ -253,7 +309,7 @@ class Engine:
         kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
         changed = self._changed(state, kind_changes, previous, at, moved, changes)
         result.extend(self._evaluate(one, changed))
-        stale = kind_changes | self._any_event_set
+        stale = kind_changes | self._any_event_set | _SCORE_FEATURES  # the step moved them
         self._remember(state, {n: t for n, t in changes.items() if n not in stale}, at)
         return result
 
@@ -273,8 +329,11 @@ class Engine:
                 for t, r in self._lifecycle_times(state)
                 if t <= due and (previous is None or t > previous)
             )
-            result.extend(self._evaluate(_Pass(state, due, timers=timers), changed))
-            self._remember(state, changes, due)
+            one = _Pass(state, due, timers=timers)
+            result.extend(self._evaluate(one, changed, self._swept(state, previous, due, changed)))
+            self._remember(
+                state, {n: t for n, t in changes.items() if n not in _SCORE_FEATURES}, due
+            )
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:
@@ -317,7 +376,12 @@ class Engine:
         """The feature's next change after ``at``, from ``changes`` or computed into it."""
         if name in changes:
             return changes[name]
-        next_change = FEATURES[name].next_change
+        feature = FEATURES[name]
+        if feature.moves_with:  # early is safe: an evaluation that finds nothing changed
+            times = [Engine._change_of(state, at, n, changes) for n in feature.moves_with]
+            t = changes[name] = min((x for x in times if x is not None), default=None)
+            return t
+        next_change = feature.next_change
         assert next_change is not None
         t = changes[name] = next_change(state, at)
         return t
@@ -330,21 +394,61 @@ class Engine:
         for guard, thresholds, others in self._wakers:
             if guard is not None and _holds_not(guard, one):
                 continue  # cannot hold until an event changes the guard
-            for name, values in thresholds:
-                reaches = FEATURES[name].reaches
-                assert reaches is not None
-                for value in values:
-                    t = reaches(state, at, value)
-                    if t is not None and at < t < best:
-                        best = t
-            for name in others:
-                t = self._change_of(state, at, name, changes)
-                if t is not None and at < t < best:
-                    best = t
+            best = self._earliest(state, at, changes, thresholds, others, best)
         for t, _ in self._lifecycle_times(state):
             if at < t < best:
                 best = t
+        if self.scorer is not None:
+            best = min(best, self._scoring_deadline(state, at, changes, best))
         return None if best == float("inf") else best
+
+    def _scoring_deadline(
+        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
+    ) -> float:
+        """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
+        due = state.scores.get("snap_due")
+        if due is not None and at < due < best:
+            best = due
+        best = self._earliest(state, at, changes, self._score_thresholds, self._score_timed, best)
+        for name, bounds in self._score_grids:
+            feature = FEATURES[name]
+            now = feature.compute(state, at)
+            for bound in bounds:
+                if bound <= now:
+                    continue
+                if feature.crosses is not None:
+                    t = feature.crosses(state, at, bound)
+                else:
+                    assert feature.reaches is not None
+                    t = feature.reaches(state, at, int(-(-bound // 1)))
+                if t is not None and at < t < best:
+                    best = t
+                break  # only the next bound up matters
+        return best
+
+    def _earliest(
+        self,
+        state: CustomerState,
+        at: float,
+        changes: dict[str, float | None],
+        thresholds: tuple[tuple[str, frozenset[int]], ...],
+        others: tuple[str, ...],
+        best: float,
+    ) -> float:
+        """The earliest of ``best``, the moments day counters reach their thresholds and the
+        next changes of ``others``, after ``at``."""
+        for name, values in thresholds:
+            reaches = FEATURES[name].reaches
+            assert reaches is not None
+            for value in values:
+                t = reaches(state, at, value)
+                if t is not None and at < t < best:
+                    best = t
+        for name in others:
+            t = self._change_of(state, at, name, changes)
+            if t is not None and at < t < best:
+                best = t
+        return best
 
     def _lifecycle_times(self, state: CustomerState) -> list[tuple[float, str]]:
         """(time, rule id) of every lifecycle timer: for, keep_firing_for, escalation, …"""
@@ -391,7 +495,7 @@ class Engine:
             return None
         changed = set(by_kind - self._any_event_set) | moved
         if at > previous:
-            for name in self.rules.time_inputs:
+            for name in self._time_inputs:
                 if name not in changed:
                     t = self._change_of(state, previous, name, changes)
                     if t is not None and t <= at:
@@ -412,13 +516,60 @@ class Engine:
         return False
 
     # -- evaluation ---------------------------------------------------------------------
-    def _evaluate(self, one: _Pass, changed: frozenset[str] | None) -> Result:
+    def _swept(
+        self,
+        state: CustomerState,
+        previous: float | None,
+        at: float,
+        changed: frozenset[str] | None,
+    ) -> frozenset[str] | None:
+        """Of the scoring inputs time moved from ``previous`` to ``at``, those that matter.
+
+        Only for sweeps (no event in between): a day counter that scoring only compares with
+        literals matters when it passed one of them. (A grid feature always matters: the
+        snapshot shows its value.)
+        """
+        if changed is None or previous is None:
+            return changed
+        keep = set(changed & self._score_inputs)
+        for name, values in self._score_thresholds:
+            if name in keep and not FEATURES[name].counts_down:
+                compute = FEATURES[name].compute
+                low, high = compute(state, previous), compute(state, at)
+                if not any(low < v <= high for v in values):
+                    keep.discard(name)
+        return frozenset(keep)
+
+    def _evaluate(
+        self,
+        one: _Pass,
+        changed: frozenset[str] | None,
+        score_changed: frozenset[str] | None = None,
+    ) -> Result:
+        """Score the customer, step every rule that needs it, then maybe snapshot.
+
+        ``score_changed``: what scoring must consider changed (default: ``changed``).
+        """
         started = time.perf_counter()
         result = Result()
         one.state.evaluated_at = one.at
         for orphan in [r for r in one.state.alerts if r not in self._by_id]:
             result.forgotten.append((orphan, one.state.alerts.pop(orphan).get("id")))
             one.state.last_fired.pop(orphan, None)
+        tier_change = None
+        if self.scorer is not None:
+            outcome = self.scorer.step(
+                one.state, one.at, one.value, changed if score_changed is None else score_changed
+            )
+            for name in SCORE_KEYS.values():  # computed before the step: stale now
+                one.values.pop(name, None)
+            if changed is not None:
+                changed = changed | outcome.changed
+            tier_change = outcome.tier_change
+            if tier_change is not None:
+                result.outputs.append(self._tier_notice(one, *tier_change))
+            for where, message in outcome.errors:
+                result.errors.append(RuleError(f"scoring.{where}", one.state.customer_id, message))
         self._round(one, changed, result, self.rules.rules)
         # an alert that changed late in the pass may concern rules evaluated before it
         # (a rule reading alerts that inhibits another): settle them, a bounded few times
@@ -426,8 +577,139 @@ class Engine:
             if not one.alerts_changed:
                 break
             self._round(one, frozenset(), result, self._alert_dependent)
+        if self.scorer is not None:
+            self._snapshot(one, result, tier_change)
         result.eval_seconds = time.perf_counter() - started
         return result
+
+    # -- customer-health snapshots ---------------------------------------------------------
+    def _snapshot(
+        self,
+        one: _Pass,
+        result: Result,
+        tier_change: tuple[str, str] | None,
+    ) -> None:
+        """Emit a snapshot if something material changed and the interval allows it."""
+        assert self.scorer is not None
+        scores = one.state.scores
+        open_alerts = sorted(
+            rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
+        )
+        at_risk = self.scorer.at_risk(one.value)
+        mark = {
+            "tier": scores.get("tier"),
+            "stage": scores.get("stage"),
+            "rfm": [scores.get("r", 0), scores.get("f", 0), scores.get("m", 0)],
+            "risk": at_risk,
+            "alerts": open_alerts,
+        }
+        last = scores.get("snap")
+        health = scores.get("health", 0)
+        reasons = (
+            ["first"] if last is None else [k for k, v in mark.items() if last["mark"].get(k) != v]
+        )
+        if last is not None and abs(health - last["health"]) >= self.config.snapshot_health_delta:
+            reasons.append("health")
+        if not reasons:
+            scores.pop("snap_due", None)
+            return
+        due = (last["at"] + self.config.snapshot_interval) if last is not None else one.at
+        if tier_change is None and one.at < due:
+            scores["snap_due"] = due  # material, but too soon: emit when the interval is over
+            return
+        scores.pop("snap_due", None)
+        scores["snap"] = {"at": one.at, "mark": mark, "health": health}
+        result.snapshots.append(
+            self._health_snapshot(one, open_alerts, at_risk, reasons, tier_change)
+        )
+
+    def _health_snapshot(
+        self,
+        one: _Pass,
+        open_alerts: list[str],
+        at_risk: bool,
+        reasons: list[str],
+        tier_change: tuple[str, str] | None,
+    ) -> CustomerHealth:
+        state, scores = one.state, one.state.scores
+        model = self.config.clv_model
+        cuts = self.scorer.cuts if self.scorer is not None else None
+        factors = {
+            factor_id: {
+                "value": raw,
+                "points": points,
+                "weight": weight,
+                "contribution": share,
+                "missing": raw is None,
+            }
+            for factor_id, (raw, points, weight, share) in scores.get("contrib", {}).items()
+        }
+        since = scores.get("tier_since")
+        return CustomerHealth.model_validate(
+            {
+                "customer_id": state.customer_id,
+                "name": state.account.get("name"),
+                "event": TIER_CHANGED if tier_change else "snapshot",
+                "reasons": ([TIER_CHANGED] if tier_change else [])
+                + [r for r in reasons if r != "tier"],
+                "tier": scores.get("tier"),
+                "previous_tier": scores.get("prev_tier"),
+                "tier_changed_at": None if since is None else _ts(since),
+                "at_risk": at_risk,
+                "lifecycle_stage": scores.get("stage"),
+                "health": {
+                    "score": scores.get("health", 0),
+                    "trend_7d": scores.get("trend", 0),
+                    "profile": scores.get("profile", ""),
+                    "factors": factors,
+                },
+                "rfm": {
+                    "frequency": one.value("rfm_frequency"),
+                    "recency_days": one.value("rfm_recency_days"),
+                    "age_days": one.value("rfm_age_days"),
+                    "monetary": round(one.value("rfm_monetary"), 2),
+                    "r_score": scores.get("r", 0),
+                    "f_score": scores.get("f", 0),
+                    "m_score": scores.get("m", 0),
+                    "cut_points": None if cuts is None else cuts.to_dict(),
+                },
+                "clv": None
+                if model is None or "clv_key" not in scores
+                else {
+                    "expected_orders_90d": scores["eo90"],
+                    "p_alive": scores["p_alive"],
+                    "clv_12m": scores["clv"],
+                    "model": f"{model.fitted_at.isoformat()} {model.source}",
+                },
+                "features": one.pick(frozenset(SNAPSHOT_FEATURES)),
+                "open_alerts": open_alerts,
+                "as_of": _ts(one.at),
+            }
+        )
+
+    def _tier_notice(self, one: _Pass, before: str, after: str) -> AlertEvent:
+        """The info event on the alerts topic announcing a tier change."""
+        state = one.state
+        direction = "downgraded" if state.scores.get("downgraded") else "upgraded"
+        return AlertEvent(
+            alert_id="al-" + _digest(state.customer_id, TIER_CHANGED, f"{one.at:.3f}"),
+            customer_id=state.customer_id,
+            rule_id=TIER_CHANGED,
+            severity="info",
+            status="notice",
+            summary=f"{state.account.get('name', state.customer_id)}: tier {direction} "
+            f"from {before} to {after}",
+            evidence={
+                "from": before,
+                "to": after,
+                "health_score": state.scores.get("health"),
+                "revenue_365d": one.value("revenue_365d"),
+                "lifecycle_stage": state.scores.get("stage"),
+            },
+            tier=after,
+            fired_at=_ts(one.at),
+            emitted_at=_ts(self._wall()),
+        )
 
     def _round(
         self,
@@ -682,7 +964,7 @@ class Engine:
             description=render(rule.rule.description, shown),
             evidence=one.pick(rule.inputs),
             labels=rule.rule.labels,
-            tier=FEATURES["tier"].compute(one.state, one.at),
+            tier=one.value("tier"),
             fired_at=_ts(fired_at),
             resolved_at=None if resolved_at is None else _ts(resolved_at),
             resolution=resolution,
@@ -764,6 +1046,9 @@ class Engine:
             escalation_of=rec["task"],
             created_at=_ts(self._wall()),
         )
+
+
+_SCORE_FEATURES = KINDS_CHANGING["scores"]
 
 
 def _template_names(rule: CompiledRule) -> set[str]:

@@ -15,6 +15,8 @@ import yaml
 from pydantic import ValidationError
 
 from rules.model import Rule, RulePack
+from rules.scoring import NOT_READABLE, CompiledFactor, CompiledScoring
+from rules.scoring_model import Scoring
 from rules.templates import placeholders
 from streams.features import FEATURES
 
@@ -93,6 +95,7 @@ class RuleSet:
     rules: tuple[CompiledRule, ...]
     # 8 bytes identifying the packs' text: stored deadlines computed by other rules are stale
     fingerprint: bytes = b"\0" * 8
+    scoring: CompiledScoring | None = None
     inputs: frozenset[str] = field(init=False)
     time_inputs: frozenset[str] = field(init=False)
     inhibited_by: dict[str, tuple[str, ...]] = field(init=False)
@@ -162,6 +165,11 @@ def _flips(op: str, value: int) -> set[int]:
     return {value, value + 1}
 
 
+DEFAULT_SCORING = Path(__file__).resolve().parent / "packs" / "scoring.yaml"
+"""The built-in tiers, health score and lifecycle stages, used when no pack defines them."""
+SCORING_KEYS = ("tiers", "at_risk", "health", "lifecycle")
+
+
 def pack_files(paths: Iterable[Path]) -> list[Path]:
     """The YAML files named by ``paths`` (directories are searched for *.yaml, *.yml)."""
     files: list[Path] = []
@@ -173,17 +181,26 @@ def pack_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_rules(paths: Iterable[Path]) -> RuleSet:
-    """Load, validate and compile every pack in ``paths``; raise RulePackError on any problem."""
+def load_rules(paths: Iterable[Path], default_scoring: bool = True) -> RuleSet:
+    """Load, validate and compile every pack in ``paths``; raise RulePackError on any problem.
+
+    Scoring (tiers, health, lifecycle) comes from the one pack file that defines it, or from
+    the built-in :data:`DEFAULT_SCORING` when none does (none with ``default_scoring=False``).
+    """
     problems: list[Problem] = []
     compiled: list[CompiledRule] = []
     seen: dict[str, str] = {}
     lines: dict[str, tuple[str, int]] = {}
+    paths = list(paths)
     files = pack_files(paths)
     if not files:
         raise RulePackError([Problem(str(p), 0, None, "no rule pack found") for p in paths])
+    scorings: list[tuple[Path, Scoring, Any]] = []
     for file in files:
-        for rule, line, rule_lines in _read_pack(file, problems):
+        rules, scoring = _read_pack(file, problems)
+        if scoring is not None:
+            scorings.append((file, *scoring))
+        for rule, line, rule_lines in rules:
             where = f"{file}:{line}"
             if rule.id in seen:
                 problems.append(
@@ -198,12 +215,32 @@ def load_rules(paths: Iterable[Path]) -> RuleSet:
                 compiled.append(result)
                 lines[rule.id] = (str(file), rule_lines.get("inhibits", line))
     _check_inhibits([c.rule for c in compiled], lines, problems)
+    if not scorings and not problems and default_scoring:
+        _, scoring = _read_pack(DEFAULT_SCORING, problems)
+        if scoring is not None:
+            scorings.append((DEFAULT_SCORING, *scoring))
+    for file, _, root in scorings[1:]:
+        problems.append(
+            Problem(
+                str(file),
+                root.start_mark.line + 1,
+                None,
+                f"scoring is already defined in {scorings[0][0]} (one file defines it)",
+            )
+        )
+    compiled_scoring = (
+        compile_scoring(scorings[0][1], str(scorings[0][0]), scorings[0][2], problems)
+        if scorings
+        else None
+    )
     if problems:
         raise RulePackError(sorted(problems, key=lambda p: (p.file, p.line)))
     digest = hashlib.blake2b(digest_size=8)
     for done in compiled:
         digest.update(done.rule.model_dump_json().encode())
-    return RuleSet(tuple(compiled), digest.digest())
+    if compiled_scoring is not None:
+        digest.update(compiled_scoring.spec.model_dump_json().encode())
+    return RuleSet(tuple(compiled), digest.digest(), compiled_scoring)
 
 
 def _check_inhibits(
@@ -241,12 +278,15 @@ def _cycle_from(start: str, graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def _read_pack(file: Path, problems: list[Problem]) -> list[tuple[Rule, int, dict[str, int]]]:
+def _read_pack(
+    file: Path, problems: list[Problem]
+) -> tuple[list[tuple[Rule, int, dict[str, int]]], tuple[Scoring, Any] | None]:
+    """The rules of a pack file and its scoring definitions (with the file's YAML node)."""
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         problems.append(Problem(str(file), 0, None, f"cannot read: {exc.strerror}"))
-        return []
+        return [], None
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -254,14 +294,19 @@ def _read_pack(file: Path, problems: list[Problem]) -> list[tuple[Rule, int, dic
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
         problems.append(Problem(str(file), line, None, f"YAML error: {exc}"))
-        return []
+        return [], None
     rules_node: Any = root
+    scoring = None
     if isinstance(data, dict) and isinstance(root, yaml.MappingNode):
+        if any(k in data for k in SCORING_KEYS):
+            scoring = _read_scoring(file, data, root, problems)
+            if "rules" not in data:
+                return [], scoring
         data = data.get("rules")
         rules_node = next((v for k, v in root.value if k.value == "rules"), None)
     if not isinstance(data, list) or not isinstance(rules_node, yaml.SequenceNode):
         problems.append(Problem(str(file), 1, None, "a rule pack is a YAML list of rules"))
-        return []
+        return [], scoring
     out: list[tuple[Rule, int, dict[str, int]]] = []
     for item, node in zip(data, rules_node.value, strict=True):
         line = node.start_mark.line + 1
@@ -282,7 +327,251 @@ def _read_pack(file: Path, problems: list[Problem]) -> list[tuple[Rule, int, dic
                 problems.append(
                     Problem(str(file), key_line, rule_id, f"{field_name}: {err['msg']}")
                 )
-    return out
+    return out, scoring
+
+
+def _line_at(root: Any, path: Sequence[str | int]) -> int:
+    """1-based line of the deepest YAML node found along ``path`` (keys and list indexes);
+    a path ending in a key gives the key's line."""
+    node = root
+    for i, step in enumerate(path):
+        if isinstance(node, yaml.MappingNode):
+            found = next(((k, v) for k, v in node.value if k.value == str(step)), None)
+            if found is None:
+                break
+            last = i == len(path) - 1
+            node = found[0] if last or isinstance(found[1], yaml.ScalarNode) else found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int):
+            if step >= len(node.value):
+                break
+            node = node.value[step]
+        else:
+            break
+    return int(node.start_mark.line) + 1
+
+
+def _read_scoring(
+    file: Path, data: dict[str, Any], root: Any, problems: list[Problem]
+) -> tuple[Scoring, Any] | None:
+    try:
+        return Scoring.model_validate({k: data[k] for k in SCORING_KEYS if k in data}), root
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [p for p in err["loc"] if not isinstance(p, str) or not p.startswith("function")]
+            where = ".".join(str(p) for p in loc) or "scoring"
+            problems.append(Problem(str(file), _line_at(root, loc), None, f"{where}: {err['msg']}"))
+        return None
+
+
+def compile_scoring(
+    spec: Scoring, file: str, root: Any, problems: list[Problem]
+) -> CompiledScoring | None:
+    """Compile and check scoring definitions; problems go to ``problems``."""
+    start = len(problems)
+
+    def program(source: str, path: list[str | int], section: str, kind: str) -> Any:
+        line = _line_at(root, path)
+        where = ".".join(str(p) for p in path)
+        try:
+            compiled = cel.compile(source)
+        except ValueError as exc:
+            first = str(exc).splitlines()[0]
+            problems.append(Problem(file, line, None, f"{where}: CEL syntax error: {first}"))
+            return None
+        names = set(compiled.variables())
+        unknown = sorted(names - FEATURES.keys())
+        if unknown:
+            problems.append(
+                Problem(file, line, None, f"{where}: unknown variable(s) {', '.join(unknown)}")
+            )
+            return None
+        alerts = sorted(n for n in names if "alerts" in FEATURES[n].depends_on)
+        if alerts and section != "at_risk":
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    None,
+                    f"{where}: cannot read {', '.join(alerts)} (alerts change after scoring; "
+                    "read them in at_risk or in a rule)",
+                )
+            )
+            return None
+        later = sorted(names & NOT_READABLE[section])
+        if later:
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    None,
+                    f"{where}: cannot read {', '.join(later)} (computed after {section})",
+                )
+            )
+            return None
+        error = type_check(compiled, want=kind)
+        if error:
+            problems.append(Problem(file, line, None, f"{where}: {error}"))
+            return None
+        return compiled
+
+    def ordered(items: list[Any], section: str) -> tuple[tuple[str, Any], ...]:
+        out = []
+        ids: set[str] = set()
+        for i, item in enumerate(items):
+            last = i == len(items) - 1
+            if item.id in ids:
+                problems.append(
+                    Problem(
+                        file,
+                        _line_at(root, [section, i]),
+                        None,
+                        f"{section}: duplicate id {item.id!r}",
+                    )
+                )
+            ids.add(item.id)
+            if last and item.when is not None:
+                problems.append(
+                    Problem(
+                        file,
+                        _line_at(root, [section, i, "when"]),
+                        None,
+                        f"{section}.{i}: the last entry ({item.id}) is the fallback and takes "
+                        "no `when`",
+                    )
+                )
+            elif not last and item.when is None:
+                problems.append(
+                    Problem(
+                        file,
+                        _line_at(root, [section, i]),
+                        None,
+                        f"{section}.{i}: `when` is required except on the last entry",
+                    )
+                )
+            cond = (
+                program(item.when, [section, i, "when"], section, "bool")
+                if item.when is not None
+                else None
+            )
+            out.append((item.id, cond))
+        return tuple(out)
+
+    tiers = ordered(spec.tiers, "tiers")
+    stages = ordered(spec.lifecycle, "lifecycle")
+    health = spec.health
+    factors: list[CompiledFactor] = []
+    factor_ids: set[str] = set()
+    for i, factor in enumerate(health.factors):
+        path: list[str | int] = ["health", "factors", i]
+        if factor.id in factor_ids:
+            problems.append(
+                Problem(file, _line_at(root, path), None, f"health: duplicate factor {factor.id!r}")
+            )
+        factor_ids.add(factor.id)
+        for policy in (factor.missing,):
+            if isinstance(policy, int) and not 0 <= policy <= 100:
+                problems.append(
+                    Problem(
+                        file,
+                        _line_at(root, [*path, "missing"]),
+                        None,
+                        f"health.factors.{i}.missing: points must be 0-100",
+                    )
+                )
+        value = program(factor.value, [*path, "value"], "health", "number")
+        missing_when = (
+            program(factor.missing_when, [*path, "missing_when"], "health", "bool")
+            if factor.missing_when
+            else None
+        )
+        bare = factor.value.strip()
+        if value is not None:
+            factors.append(
+                CompiledFactor(factor, value, missing_when, bare if bare in FEATURES else None)
+            )
+    if isinstance(health.missing, int) and not 0 <= health.missing <= 100:
+        problems.append(
+            Problem(
+                file,
+                _line_at(root, ["health", "missing"]),
+                None,
+                "health.missing: points must be 0-100",
+            )
+        )
+    _check_weights(
+        {f.id: f.weight for f in health.factors},
+        "health.factors",
+        file,
+        _line_at(root, ["health", "factors"]),
+        factor_ids,
+        problems,
+    )
+    profiles = []
+    for i, profile in enumerate(health.profiles):
+        path = ["health", "profiles", i]
+        _check_weights(
+            profile.weights,
+            f"health.profiles.{i} ({profile.id})",
+            file,
+            _line_at(root, [*path, "weights"]),
+            factor_ids,
+            problems,
+        )
+        applies = program(profile.applies_to, [*path, "applies_to"], "health", "bool")
+        if applies is not None:
+            profiles.append((profile.id, applies, dict(profile.weights)))
+    at_risk = program(spec.at_risk, ["at_risk"], "at_risk", "bool")
+    if len(problems) > start or at_risk is None:
+        return None
+    programs = [p for _, p in (*tiers, *stages) if p is not None]
+    programs += [f.value for f in factors] + [f.missing_when for f in factors if f.missing_when]
+    programs += [p for _, p, _ in profiles]
+    inputs = frozenset().union(*(set(p.variables()) for p in programs))
+    conditions = [str(p.source) for _, p in (*tiers, *stages) if p is not None]
+    found: dict[str, frozenset[int]] = {}
+    for name in inputs:
+        feature = FEATURES[name]
+        if feature.reaches is None:
+            continue
+        per_source = [
+            thresholds(src, name, feature.counts_down) for src in conditions if name in src
+        ]
+        others = [
+            str(p.source)
+            for p in programs
+            if name in p.variables() and str(p.source) not in conditions
+        ]
+        if per_source and not others and all(t is not None for t in per_source):
+            found[name] = frozenset().union(*(t for t in per_source if t is not None))
+    return CompiledScoring(
+        spec=spec,
+        tiers=tiers,
+        stages=stages,
+        factors=tuple(factors),
+        profiles=tuple(profiles),
+        at_risk=at_risk,
+        source=file,
+        inputs=inputs,
+        thresholds=found,
+    )
+
+
+def _check_weights(
+    weights: dict[str, int],
+    where: str,
+    file: str,
+    line: int,
+    known: set[str],
+    problems: list[Problem],
+) -> None:
+    unknown = sorted(set(weights) - known)
+    if unknown:
+        problems.append(
+            Problem(file, line, None, f"{where}: unknown factor(s) {', '.join(unknown)}")
+        )
+    total = sum(weights.values())
+    if total != 100:
+        problems.append(Problem(file, line, None, f"{where}: weights sum to {total}, not 100"))
 
 
 def _compile(
@@ -364,11 +653,12 @@ _SAMPLES: dict[type, tuple[Any, Any]] = {
 }
 
 
-def type_check(program: cel.Program) -> str | None:
+def type_check(program: cel.Program, want: str = "bool") -> str | None:
     """A type error found by running ``program`` on typed sample values, or None.
 
     Samples are the low and high values of each feature's type, so both sides of most
-    ``&&``/``||`` are reached; a rule must produce a boolean.
+    ``&&``/``||`` are reached; a rule must produce a boolean (``want="bool"``), a health
+    factor's value a number (``want="number"``).
     """
     names = program.variables()
     for pick in (0, 1):
@@ -379,6 +669,8 @@ def type_check(program: cel.Program) -> str | None:
             continue
         except (TypeError, RuntimeError, ValueError) as exc:
             return f"CEL type error: {str(exc).split('. ')[0]}"
-        if not isinstance(value, bool):
+        if want == "bool" and not isinstance(value, bool):
             return f"must be a boolean expression, got {type(value).__name__} ({value!r})"
+        if want == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return f"must be a number, got {type(value).__name__} ({value!r})"
     return None

@@ -29,7 +29,10 @@ class AlertEvent(OutputModel):
     customer_id: str
     rule_id: str
     severity: Severity
-    status: Literal["firing", "resolved"]
+    status: Literal["firing", "resolved", "notice"] = Field(
+        description="firing, then resolved; `notice` is a one-off info event with no lifecycle "
+        "(rule_id `tier_changed`): nothing resolves it."
+    )
     summary: str = Field(description="Rendered, human-readable text.")
     description: str = Field("", description="The rule's longer explanation, rendered.")
     evidence: dict[str, Any] = Field(description="The feature values that made the rule fire.")
@@ -66,12 +69,68 @@ class TaskEvent(OutputModel):
     created_at: AwareDatetime
 
 
+class FactorScore(OutputModel):
+    """One health factor's part in the score: value, points on its grid, weight, contribution."""
+
+    value: float | None = Field(description="The factor's value; null when it had no data.")
+    points: int = Field(ge=0, le=100)
+    weight: float = Field(description="Weight after the missing-data policy, out of 100.")
+    contribution: float = Field(description="weight x points / 100: its share of the score.")
+    missing: bool = Field(description="No data: the points come from the missing-data policy.")
+
+
+class HealthScore(OutputModel):
+    """The health score with the parts it is made of."""
+
+    score: int = Field(ge=0, le=100)
+    trend_7d: int = Field(description="Score now minus the score 7 days ago (0 if unknown).")
+    profile: str = Field(description="The weight profile used ('' for the default weights).")
+    factors: dict[str, FactorScore]
+
+
+class Rfm(OutputModel):
+    """Purchase history in lifetimes' terms and the customer's quintile scores."""
+
+    frequency: int = Field(description="Repeat purchase days.")
+    recency_days: int = Field(description="Days between the first and the last purchase day.")
+    age_days: int = Field(description="Days since the first purchase day (lifetimes' T).")
+    monetary: float = Field(description="Average value per repeat purchase day.")
+    r_score: int = Field(ge=0, le=5, description="1-5 against the population; 0: unscored.")
+    f_score: int = Field(ge=0, le=5)
+    m_score: int = Field(ge=0, le=5)
+    cut_points: dict[str, Any] | None = Field(
+        description="The population quintile cut points the scores used (null: none yet)."
+    )
+
+
+class Clv(OutputModel):
+    """Customer lifetime value from the fitted BG/NBD and Gamma-Gamma model."""
+
+    expected_orders_90d: float
+    p_alive: float = Field(description="1.0 for one-time buyers by construction.")
+    clv_12m: float
+    model: str = Field(description="The parameter file's fitted_at and source.")
+
+
 class CustomerHealth(OutputModel):
-    """Compacted snapshot of one customer: tier, features and scores, open alerts."""
+    """Compacted snapshot of one customer: tier, health, stage, RFM, CLV, open alerts."""
 
     customer_id: str
     name: str | None
+    event: Literal["snapshot", "tier_changed"] = Field(
+        "snapshot", description="tier_changed: this snapshot announces a tier change."
+    )
+    reasons: list[str] = Field(
+        default_factory=list, description="What changed materially since the last snapshot."
+    )
     tier: str | None
+    previous_tier: str | None = None
+    tier_changed_at: AwareDatetime | None = None
+    at_risk: bool = False
+    lifecycle_stage: str | None = None
+    health: HealthScore | None = None
+    rfm: Rfm | None = None
+    clv: Clv | None = None
     features: dict[str, Any]
     open_alerts: list[str] = Field(description="Ids of the customer's alerts now firing.")
     as_of: AwareDatetime

@@ -24,6 +24,7 @@ class Topics:
     tasks: TopicT
     health: TopicT
     deadletter: TopicT
+    rfm: TopicT  # per-partition RFM summaries, read by every worker
 
 
 def _raw_topic(app: faust.App, name: str, settings: Settings, **kwargs: object) -> TopicT:
@@ -75,6 +76,17 @@ def create_app(settings: Settings) -> faust.App:
         tasks=_raw_topic(app, settings.topic_tasks, settings, config=delete),
         health=_raw_topic(app, settings.topic_health, settings, config=compact),
         deadletter=_raw_topic(app, settings.topic_deadletter, settings, config=delete),
+        rfm=app.topic(
+            settings.topic_rfm,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=1,
+            replicas=settings.replication_factor,
+            internal=True,
+            config=compact,
+        ),
     )
     table = app.Table(
         TABLE_NAME,

@@ -23,8 +23,8 @@ from streams.state import DAY, CustomerState, day_of, month_of, month_start, win
 
 EVENTS = frozenset(EVENT_KINDS)
 """Every input event kind ("login", "order", …): what can change ``first_seen_at``."""
-SOURCES = EVENTS | {"alerts"}
-"""Everything a feature value can depend on besides time."""
+SOURCES = EVENTS | {"alerts", "scores"}
+"""Everything a feature value can depend on besides time ("scores": the scoring step)."""
 
 WEEKS_COMPARED = 8
 MAX_DAYS = 1_000_000  # day counters are not followed further (~2700 years)
@@ -32,6 +32,7 @@ HIGH_SEVERITIES = frozenset({"high", "critical"})
 
 NextChange = Callable[[CustomerState, float], float | None]
 Reaches = Callable[[CustomerState, float, int], float | None]
+Crosses = Callable[[CustomerState, float, float], float | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +54,17 @@ class Feature:
     next_change: NextChange | None = field(default=None, kw_only=True)
     reaches: Reaches | None = field(default=None, kw_only=True)
     counts_down: bool = field(default=False, kw_only=True)  # a day counter that decreases
+    # for a value that only grows with time: the earliest time after ``at`` it is >= x
+    crosses: Crosses | None = field(default=None, kw_only=True)
+    # time-changing features whose changes are the only times this one can change: their
+    # (cached, shared) next changes are a cheap, possibly early, wake-up for this one
+    moves_with: tuple[str, ...] = field(default=(), kw_only=True)
 
     def __post_init__(self) -> None:
         if self.changes_with_time != (self.next_change is not None):
             raise ValueError(f"{self.name}: next_change must be set iff changes_with_time")
-        if self.reaches is not None and not self.changes_with_time:
-            raise ValueError(f"{self.name}: reaches needs changes_with_time")
+        if (self.reaches or self.crosses) is not None and not self.changes_with_time:
+            raise ValueError(f"{self.name}: reaches and crosses need changes_with_time")
         if not self.depends_on <= SOURCES:
             raise ValueError(f"{self.name}: unknown sources {set(self.depends_on - SOURCES)}")
 
@@ -95,19 +101,27 @@ def _ref(ts: float | None, state: CustomerState) -> float | None:
     return ts if ts is not None else (state.first_seen_at or None)
 
 
-def _since_next(ts: float | None, state: CustomerState, at: float) -> float | None:
-    ref = _ref(ts, state)
+def _next_day_of(ref: float | None, at: float) -> float | None:
+    """When a whole-days-since-``ref`` counter next steps up (None: no reference)."""
     if ref is None:
         return None
     now = _since(ref, at)
     return _first_after(at, ref + (now + 1) * DAY, lambda t: _since(ref, t) > now)
 
 
-def _since_reaches(ts: float | None, state: CustomerState, at: float, value: int) -> float | None:
-    ref = _ref(ts, state)
+def _day_reached(ref: float | None, at: float, value: int) -> float | None:
+    """When a whole-days-since-``ref`` counter becomes ``value`` (None: already, or never)."""
     if ref is None or value > MAX_DAYS or value <= _since(ref, at):
         return None
     return _first_after(at, ref + value * DAY, lambda t: _since(ref, t) >= value)
+
+
+def _since_next(ts: float | None, state: CustomerState, at: float) -> float | None:
+    return _next_day_of(_ref(ts, state), at)
+
+
+def _since_reaches(ts: float | None, state: CustomerState, at: float, value: int) -> float | None:
+    return _day_reached(_ref(ts, state), at, value)
 
 
 def _to_renewal(s: CustomerState, at: float) -> int:
@@ -292,11 +306,122 @@ def _open_high_alerts(s: CustomerState, at: float) -> int:
     )
 
 
+# -- purchase history (lifetimes' RFM definitions, days) ---------------------------------------
+def _rfm_frequency(s: CustomerState, at: float) -> int:
+    return max(0, s.rfm_days - 1)
+
+
+def _rfm_recency(s: CustomerState, at: float) -> int:
+    first, last = s.rfm_first_day, s.rfm_last_day
+    return 0 if first is None or last is None else last - first
+
+
+def _rfm_age(s: CustomerState, at: float) -> int:
+    return 0 if s.rfm_first_day is None else max(0, day_of(at) - s.rfm_first_day)
+
+
+def _rfm_age_next(s: CustomerState, at: float) -> float | None:
+    first = s.rfm_first_day
+    return None if first is None else (max(day_of(at), first) + 1) * DAY
+
+
+def _rfm_age_reaches(s: CustomerState, at: float, value: int) -> float | None:
+    first = s.rfm_first_day
+    if first is None or value <= _rfm_age(s, at) or value > MAX_DAYS:
+        return None
+    return (first + value) * DAY
+
+
+def _rfm_monetary(s: CustomerState, at: float) -> float:
+    repeat_days = s.rfm_days - 1
+    return s.rfm_repeat_value / repeat_days if repeat_days > 0 else 0.0
+
+
+def purchase_history(s: CustomerState, at: float) -> tuple[int, int, int, float] | None:
+    """(frequency, recency, T, monetary) in lifetimes' terms at ``at``; None before an order."""
+    if s.rfm_first_day is None:
+        return None
+    return _rfm_frequency(s, at), _rfm_recency(s, at), _rfm_age(s, at), _rfm_monetary(s, at)
+
+
+# -- ratios for the health score --------------------------------------------------------------
+def _login_activity_ratio(s: CustomerState, at: float) -> float:
+    prev = _logins_prev(s, at) / 4.0
+    recent = _logins_7d(s, at)
+    if prev > 0:
+        return recent / prev
+    return 1.0 if recent > 0 else 0.0
+
+
+def _login_activity_next(s: CustomerState, at: float) -> float | None:
+    now = _login_activity_ratio(s, at)
+    t: float | None = at
+    while t is not None:  # the first window change that moves the ratio (windows empty out)
+        a, b = _logins_7d_next(s, t), _logins_prev_next(s, t)
+        t = min((x for x in (a, b) if x is not None), default=None)
+        if t is not None and _login_activity_ratio(s, t) != now:
+            return t
+    return None
+
+
+def _order_overdue_ratio(s: CustomerState, at: float) -> float:
+    median = _order_gap_median_days(s, at)
+    return _days_since(s.last_order_at, s, at) / median if median > 0 else 0.0
+
+
+def _order_overdue_next(s: CustomerState, at: float) -> float | None:
+    if _order_gap_median_days(s, at) <= 0:
+        return None
+    return _since_next(s.last_order_at, s, at)
+
+
+def _order_overdue_crosses(s: CustomerState, at: float, x: float) -> float | None:
+    median = _order_gap_median_days(s, at)
+    if median <= 0 or x <= _order_overdue_ratio(s, at):
+        return None
+    days = max(0, int(x * median) - 1)
+    while days / median < x:  # the first whole day count at or above x times the median
+        days += 1
+    return _since_reaches(s.last_order_at, s, at, days)
+
+
+def _revenue_months(s: CustomerState, at: float, first_back: int, last_back: int) -> float:
+    month = month_of(at)
+    return float(window_sum(s.monthly_value, month - first_back, month - last_back))
+
+
+def _revenue_rising(s: CustomerState, at: float) -> bool:
+    return _revenue_months(s, at, 2, 0) > _revenue_months(s, at, 5, 3)
+
+
+def _revenue_rising_next(s: CustomerState, at: float) -> float | None:
+    # a window sum changing need not flip the comparison: step from change to change until it does
+    rising = _revenue_rising(s, at)
+    month: int | None = month_of(at)
+    while month is not None:
+        changes = (_first_window_change(s.monthly_value, month, f, b) for f, b in ((2, 0), (5, 3)))
+        month = min((m for m in changes if m is not None), default=None)
+        if month is not None and _revenue_rising(s, month_start(month)) != rising:
+            return month_start(month)
+    return None
+
+
+# -- the scoring step's results ----------------------------------------------------------------
+def _score(key: str, default: Any) -> Callable[[CustomerState, float], Any]:
+    return lambda s, at: s.scores.get(key, default)
+
+
+def _since_tier_change(s: CustomerState, at: float) -> int:
+    since = s.scores.get("tier_since")
+    return 0 if since is None else _since(since, at)
+
+
 LOGIN = frozenset({"login"})
 ORDER = frozenset({"order"})
 TICKET = frozenset({"ticket"})
 CONTACT = frozenset({"contact"})
 ACCOUNT = frozenset({"account"})
+SCORES = frozenset({"scores"})
 
 _CATALOGUE: tuple[Feature, ...] = (
     Feature(
@@ -552,11 +677,161 @@ _CATALOGUE: tuple[Feature, ...] = (
         depends_on=ACCOUNT,
     ),
     Feature(
+        "rfm_frequency",
+        int,
+        "repeat purchase days: days with an order, the first one not counted (lifetimes)",
+        _rfm_frequency,
+        depends_on=ORDER,
+    ),
+    Feature(
+        "rfm_recency_days",
+        int,
+        "days between the first and the last purchase day (lifetimes' recency)",
+        _rfm_recency,
+        depends_on=ORDER,
+    ),
+    Feature(
+        "rfm_age_days",
+        int,
+        "days since the first purchase day (lifetimes' T; 0 before the first order)",
+        _rfm_age,
+        changes_with_time=True,
+        depends_on=ORDER,
+        next_change=_rfm_age_next,
+        reaches=_rfm_age_reaches,
+    ),
+    Feature(
+        "rfm_monetary",
+        float,
+        "average value per repeat purchase day, reporting currency (0.0 without repeats)",
+        _rfm_monetary,
+        depends_on=ORDER,
+    ),
+    Feature(
+        "login_activity_ratio",
+        float,
+        "logins in the last 7 days over the weekly average of the 28 before (no history "
+        "before: 1.0 with recent logins, else 0.0)",
+        _login_activity_ratio,
+        changes_with_time=True,
+        depends_on=LOGIN,
+        next_change=_login_activity_next,
+        moves_with=("logins_7d", "logins_prev_28d_weekly_avg"),
+    ),
+    Feature(
+        "order_overdue_ratio",
+        float,
+        "days since the last order over the median gap between orders (0.0 with fewer than 2)",
+        _order_overdue_ratio,
+        changes_with_time=True,
+        depends_on=ORDER,  # with 2 orders or more, first-seen no longer matters
+        next_change=_order_overdue_next,
+        crosses=_order_overdue_crosses,
+    ),
+    Feature(
+        "revenue_rising",
+        bool,
+        "paid value in this and the 2 calendar months before exceeds the 3 months before them",
+        _revenue_rising,
+        changes_with_time=True,
+        depends_on=ORDER,
+        next_change=_revenue_rising_next,
+    ),
+    Feature(
         "tier",
         str,
-        "value tier (tier_override from the account until tiers are computed; else 'normal')",
-        lambda s, at: s.account.get("tier_override", "normal"),
-        depends_on=ACCOUNT,
+        "value tier from the tier definitions; the account's tier_override wins",
+        lambda s, at: s.scores.get("tier") or s.account.get("tier_override", "normal"),
+        depends_on=SCORES | ACCOUNT,  # the override alone when scoring is off
+    ),
+    Feature(
+        "previous_tier",
+        str,
+        "the tier before the last tier change ('' if it never changed)",
+        _score("prev_tier", ""),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "tier_downgraded",
+        bool,
+        "the last tier change went to a lower tier (lower in the definitions' order)",
+        _score("downgraded", False),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "days_since_tier_change",
+        int,
+        "whole days since the tier last changed (0 if it never did)",
+        _since_tier_change,
+        changes_with_time=True,
+        depends_on=SCORES,
+        next_change=lambda s, at: _next_day_of(s.scores.get("tier_since"), at),
+        reaches=lambda s, at, v: _day_reached(s.scores.get("tier_since"), at, v),
+    ),
+    Feature(
+        "health_score",
+        int,
+        "health 0-100 from the weighted factor points (see docs/scoring.md)",
+        _score("health", 100),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "health_trend_7d",
+        int,
+        "health now minus health 7 days ago (0 without a score that old)",
+        _score("trend", 0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "lifecycle_stage",
+        str,
+        "lifecycle stage from the stage definitions (new, growing, mature, declining, churned)",
+        _score("stage", ""),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "rfm_r_score",
+        int,
+        "recency quintile 1-5 against the population, 5 = most recent (0: no orders or no "
+        "cut points yet)",
+        _score("r", 0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "rfm_f_score",
+        int,
+        "frequency quintile 1-5, 5 = most repeat purchase days (0: no orders or cut points)",
+        _score("f", 0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "rfm_m_score",
+        int,
+        "monetary quintile 1-5, 5 = highest average repeat value (0: no orders or cut points)",
+        _score("m", 0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "expected_orders_90d",
+        float,
+        "BG/NBD expected purchase days in the next 90 days (0.0 without a fitted model)",
+        _score("eo90", 0.0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "p_alive",
+        float,
+        "BG/NBD probability the customer is still active (1.0 for one-time buyers by "
+        "construction; 1.0 without a fitted model)",
+        _score("p_alive", 1.0),
+        depends_on=SCORES,
+    ),
+    Feature(
+        "clv_12m",
+        float,
+        "expected value of the next 12 months, discounted monthly (BG/NBD x Gamma-Gamma)",
+        _score("clv", 0.0),
+        depends_on=SCORES,
     ),
     Feature(
         "customer_id",

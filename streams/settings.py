@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     topic_deadletter: str = "churnguard.deadletter"
     topic_rekeyed: str = "churnguard.rekeyed"
     topic_ticks: str = "churnguard.ticks"
+    topic_rfm: str = "churnguard.rfm-sketches"
 
     horizon_days: int = Field(
         120, ge=97, description="how far back daily buckets reach (the 90-day baseline needs 97)"
@@ -89,12 +90,32 @@ class Settings(BaseSettings):
         description="static rates into the reporting currency",
     )
     source: str = Field("urn:churnguard", description="ce_source of every output")
+    scoring_enabled: bool = Field(
+        True, description="score tiers, health, stages, RFM and CLV (false: rules only)"
+    )
+    clv_model: Path | None = Field(
+        None, description="parameter file from `churnguard fit` (no CLV values without one)"
+    )
+    snapshot_interval_s: float = Field(
+        3600.0, ge=0, description="at most one customer-health snapshot per customer per this"
+    )
+    snapshot_health_delta: int = Field(
+        5, ge=1, le=100, description="health points a score must move to be material alone"
+    )
+    rfm_refresh_s: float = Field(
+        300.0, gt=0, description="how often partitions publish RFM summaries and cut points refresh"
+    )
 
     broker_session_timeout_s: float = Field(30.0, gt=0)
     broker_heartbeat_interval_s: float = Field(3.0, gt=0)
     producer_max_batch_size: int | None = Field(
         None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
     )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """``broker`` as a plain bootstrap list for aiokafka (``host:port,host:port``)."""
+        return ",".join(part.split("://")[-1] for part in self.broker.split(";"))
 
     @property
     def business_hours_range(self) -> tuple[time, time]:

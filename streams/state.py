@@ -116,6 +116,15 @@ class CustomerState:
     csat_recent: list[int] = field(default_factory=list)
     # the account's renewal date (epoch seconds), from the newest account event
     renewal_at: float | None = None
+    # purchase history in lifetimes' terms, unbounded in time, constant in size: first and
+    # last purchase day, distinct purchase days, value paid on the first day and on the others
+    rfm_first_day: int | None = None
+    rfm_last_day: int | None = None
+    rfm_days: int = 0
+    rfm_first_value: float = 0.0
+    rfm_repeat_value: float = 0.0
+    # the scoring step's last results (tier, stage, health, RFM scores, CLV, snapshot marks)
+    scores: dict[str, Any] = field(default_factory=dict)
     recent_ids: deque[str] = field(default_factory=deque)
     recent_set: set[str] = field(default_factory=set)
     evaluated_at: float | None = None
@@ -163,6 +172,14 @@ class CustomerState:
                 "odt": self.order_times,
                 "csr": self.csat_recent,
                 "ren": self.renewal_at,
+                "rfm": [
+                    self.rfm_first_day,
+                    self.rfm_last_day,
+                    self.rfm_days,
+                    self.rfm_first_value,
+                    self.rfm_repeat_value,
+                ],
+                "sc": self.scores,
                 "ids": list(self.recent_ids),
                 "eval": self.evaluated_at,
                 "al": self.alerts,
@@ -175,8 +192,9 @@ class CustomerState:
     def from_bytes(cls, raw: bytes) -> CustomerState:
         """Decode :meth:`to_bytes` output; rejects unknown versions.
 
-        States written before ``order_times``, ``csat_recent`` and ``renewal_at`` existed decode
-        with those empty (``renewal_at`` from the account's ``renewal_at`` string).
+        States written before ``order_times``, ``csat_recent``, ``renewal_at`` and ``scores``
+        existed decode with those empty (``renewal_at`` from the account's ``renewal_at``
+        string); their purchase history is seeded from what they remember (:func:`_seed_rfm`).
         """
         d = orjson.loads(raw)
         if d.get("v") != STATE_VERSION:
@@ -186,6 +204,7 @@ class CustomerState:
             return {int(k): v for k, v in m.items()}
 
         ids = deque(d["ids"])
+        rfm = d["rfm"] if "rfm" in d else _seed_rfm(d)
         if "ren" in d:
             renewal_at = d["ren"]
         else:
@@ -215,12 +234,31 @@ class CustomerState:
             order_times=d.get("odt", []),
             csat_recent=d.get("csr", []),
             renewal_at=renewal_at,
+            rfm_first_day=rfm[0],
+            rfm_last_day=rfm[1],
+            rfm_days=rfm[2],
+            rfm_first_value=rfm[3],
+            rfm_repeat_value=rfm[4],
+            scores=d.get("sc", {}),
             recent_ids=ids,
             recent_set=set(ids),
             evaluated_at=d["eval"],
             alerts=d["al"],
             last_fired=d["lf"],
         )
+
+
+def _seed_rfm(d: dict[str, Any]) -> list[Any]:
+    """Purchase history for a state written before it was kept: from what that state has
+    (the last 16 order times and the daily buckets of the horizon), so older days are lost."""
+    days = sorted(
+        {day_of(t) for t in d.get("odt", [])} | {int(k) for k, v in d["od"].items() if v > 0}
+    )
+    if not days:
+        return [None, None, 0, 0.0, 0.0]
+    value = {int(k): v for k, v in d["ov"].items()}
+    repeat = sum(value.get(day, 0.0) for day in days[1:])
+    return [days[0], days[-1], len(days), value.get(days[0], 0.0), repeat]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,8 +311,10 @@ def _apply_order(state: CustomerState, event: OrderEvent, ts: float, config: Sta
     value = float(event.amount * Decimal(str(rate))) if rate is not None else 0.0
     before, counted_at, paid_at = state.order_status.get(event.order_id, (None, None, None))
     after = event.status
+    uncounted: int | None = None
     if before is None and after in ("placed", "paid"):
         counted_at = ts
+        _count_purchase_day(state, day_of(ts))
         _bump(state.orders, day_of(ts), 1)
         _bump(state.monthly_orders, month_of(ts), 1)
         if state.last_order_at is None or ts > state.last_order_at:
@@ -287,16 +327,73 @@ def _apply_order(state: CustomerState, event: OrderEvent, ts: float, config: Sta
         _unbump(state.monthly_orders, month_of(counted_at), 1)
         if counted_at in state.order_times:
             state.order_times.remove(counted_at)
+        if state.orders.get(day_of(counted_at), 1) <= 0:  # its day has no order left
+            uncounted = day_of(counted_at)
     if after == "paid" and before != "paid":
         paid_at = ts
         _bump(state.order_value, day_of(ts), value)
         _bump(state.monthly_value, month_of(ts), value)
+        _add_purchase_value(state, counted_at, value)
     elif after in ("refunded", "cancelled") and before == "paid" and paid_at is not None:
         _unbump(state.order_value, day_of(paid_at), value)
         _unbump(state.monthly_value, month_of(paid_at), value)
+        _add_purchase_value(state, counted_at, -value)
+    if uncounted is not None:  # after the value is taken off the day
+        _uncount_purchase_day(state, uncounted)
     state.order_status[event.order_id] = (after, counted_at, paid_at)
     while len(state.order_status) > MAX_TRACKED_ORDERS:
         del state.order_status[next(iter(state.order_status))]
+
+
+def _count_purchase_day(state: CustomerState, day: int) -> None:
+    """Count ``day`` as a purchase day unless it already is one (lifetimes' frequency unit).
+
+    Days are told apart exactly within the horizon (the daily order buckets) and at the first
+    and last purchase day; an order later than the horizon for an older day counts as new.
+    """
+    first, last = state.rfm_first_day, state.rfm_last_day
+    if first is None or last is None:
+        state.rfm_first_day = state.rfm_last_day = day
+        state.rfm_days = 1
+        return
+    if day in (first, last) or state.orders.get(day, 0) > 0:
+        return
+    state.rfm_days += 1
+    if day < first:  # the old first day becomes a repeat purchase day
+        state.rfm_repeat_value += state.rfm_first_value
+        state.rfm_first_value = 0.0
+        state.rfm_first_day = day
+    elif day > last:
+        state.rfm_last_day = day
+
+
+def _uncount_purchase_day(state: CustomerState, day: int) -> None:
+    """Undo a purchase day whose only orders were cancelled (days known from the buckets)."""
+    if state.rfm_days <= 1:
+        state.rfm_first_day = state.rfm_last_day = None
+        state.rfm_days = 0
+        state.rfm_first_value = state.rfm_repeat_value = 0.0
+        return
+    state.rfm_days -= 1
+    remaining = sorted({day_of(t) for t in state.order_times} - {day})
+    if day == state.rfm_first_day:
+        later = [d for d in remaining if d > day]
+        first = later[0] if later else state.rfm_last_day
+        moved = state.order_value.get(first, 0.0) if first is not None else 0.0
+        state.rfm_repeat_value = max(0.0, state.rfm_repeat_value + state.rfm_first_value - moved)
+        state.rfm_first_value = moved
+        state.rfm_first_day = first
+    elif day == state.rfm_last_day:
+        earlier = [d for d in remaining if d < day]
+        state.rfm_last_day = earlier[-1] if earlier else state.rfm_first_day
+
+
+def _add_purchase_value(state: CustomerState, counted_at: float | None, value: float) -> None:
+    """Book a paid (or, negative, refunded) value on the order's purchase day."""
+    if counted_at is not None and day_of(counted_at) == state.rfm_first_day:
+        state.rfm_first_value = max(0.0, state.rfm_first_value + value)
+    else:
+        state.rfm_repeat_value = max(0.0, state.rfm_repeat_value + value)
 
 
 def _unbump(buckets: dict[int, float], slot: int, by: float) -> None:

@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 
 KINDS = ("logins", "orders", "tickets", "contacts", "accounts", "task_updates")
-OUTPUTS = ("alerts", "tasks", "health", "deadletter", "rekeyed", "ticks")
+OUTPUTS = ("alerts", "tasks", "health", "deadletter", "rekeyed", "ticks", "rfm")
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ async def _pipeline(
     await producer.start()
     outputs = Outputs(
         broker.bootstrap,
-        [topics.name("alerts"), topics.name("tasks"), topics.name("deadletter")],
+        [topics.name(k) for k in ("alerts", "tasks", "health", "deadletter")],
     )
     await outputs.start()
     try:

@@ -32,7 +32,8 @@ def churnguard(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_check_passes_on_the_builtin_packs() -> None:
     done = churnguard("rules", "check", PACKS)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("ok: 10 rules in 1 file(s)")
+    assert done.stdout.startswith("ok: 11 rules in 2 file(s)")
+    assert "tiers strategic, key, growth, normal" in done.stdout
     assert "inactivity" in done.stdout
 
 

@@ -52,6 +52,7 @@ def test_builtin_pack_loads() -> None:
             "key-contact-departed",
             "renewal-at-risk",
             "order-rhythm-broken",
+            "tier-downgrade",
         ]
     )
     # evaluation order: inhibitors before the rules they inhibit, alert readers last
@@ -72,8 +73,8 @@ def test_builtin_pack_loads() -> None:
 
 
 def test_builtin_pack_directory_loads() -> None:
-    assert pack_files([CORE_PACK.parent]) == [CORE_PACK]
-    assert len(load_rules([CORE_PACK.parent]).rules) == 10
+    assert pack_files([CORE_PACK.parent]) == [CORE_PACK, CORE_PACK.parent / "scoring.yaml"]
+    assert len(load_rules([CORE_PACK.parent]).rules) == 11
 
 
 def test_rules_mapping_form_loads(tmp_path: Path) -> None:

@@ -1,0 +1,397 @@
+"""Scoring definitions (loader checks with file and line) and the scoring step (pure)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rules.engine import Engine, EngineConfig
+from rules.loader import DEFAULT_SCORING, RulePackError, load_rules
+from rules.scoring import Scorer
+from streams.features import FEATURES
+from streams.sketch import CutPoints
+from streams.state import CustomerState
+from tests.factories import CID, T0, account, login, order, ticket
+
+BASE = DEFAULT_SCORING.read_text(encoding="utf-8")
+RULE = """\
+rules:
+  - id: quiet
+    when: open_tickets > 0
+    severity: low
+    summary: "x"
+"""
+
+
+def scoring_file(tmp_path: Path, text: str, name: str = "scoring.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def problems_of(*paths: Path) -> list[str]:
+    with pytest.raises(RulePackError) as info:
+        load_rules(list(paths))
+    return [str(p) for p in info.value.problems]
+
+
+def line_of(text: str, needle: str) -> int:
+    return text.splitlines().index(next(x for x in text.splitlines() if needle in x)) + 1
+
+
+# -- the built-in definitions ------------------------------------------------------------------
+def test_builtin_scoring_loads_with_its_thresholds() -> None:
+    ruleset = load_rules([DEFAULT_SCORING.parent])
+    scoring = ruleset.scoring
+    assert scoring is not None and scoring.source == str(DEFAULT_SCORING)
+    assert [t for t, _ in scoring.tiers] == ["strategic", "key", "growth", "normal"]
+    assert [s for s, _ in scoring.stages] == ["churned", "new", "declining", "growing", "mature"]
+    assert scoring.thresholds["tenure_days"] == frozenset({90, 1095})
+    assert scoring.rank["strategic"] < scoring.rank["normal"]
+
+
+def test_a_rules_only_pack_gets_the_builtin_scoring(tmp_path: Path) -> None:
+    pack = scoring_file(tmp_path, RULE, "rules.yaml")
+    assert load_rules([pack]).scoring is not None
+    assert load_rules([pack], default_scoring=False).scoring is None
+
+
+# -- every problem with file and line --------------------------------------------------------
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        (
+            "  - id: key\n",
+            "  - id: key\n    colour: red\n",
+            "colour: red",
+            "tiers.1.colour: Extra inputs are not permitted",
+        ),
+        (
+            'when: "revenue_365d >= 1000000.0"',
+            'when: "revenue_365d >= "',
+            'revenue_365d >= "',
+            "tiers.1.when: CEL syntax error",
+        ),
+        (
+            'when: "revenue_365d >= 1000000.0"',
+            'when: "revenue_365d"',
+            'when: "revenue_365d"',
+            "tiers.1.when: must be a boolean expression",
+        ),
+        (
+            'when: "tenure_days < 90"',
+            'when: "health_score < 90"',
+            "health_score < 90",
+            "lifecycle.1.when: cannot read health_score (computed after lifecycle)",
+        ),
+        (
+            'when: "revenue_365d >= 1000000.0"',
+            "when: \"tier == 'key'\"",
+            "tier == 'key'",
+            "tiers.1.when: cannot read tier (computed after tiers)",
+        ),
+        (
+            "value: complaints_7d",
+            "value: complaints_7d > 1",
+            "complaints_7d > 1",
+            "health.factors.1.value: must be a number",
+        ),
+        (
+            "value: complaints_7d",
+            "value: complaints_per_day",
+            "complaints_per_day",
+            "health.factors.1.value: unknown variable(s) complaints_per_day",
+        ),
+        (
+            "      weight: 20\n",
+            "      weight: 25\n",
+            "  factors:",
+            "health.factors: weights sum to 105, not 100",
+        ),
+        (
+            "        critical_tickets: 10\n",
+            "        critical_ticket: 10\n",
+            "      weights:",
+            "unknown factor(s) critical_ticket",
+        ),
+        (
+            "  - id: normal\n",
+            '  - id: normal\n    when: "true"\n',
+            'when: "true"',
+            "the last entry (normal) is the fallback and takes no `when`",
+        ),
+        (
+            "        - {below: 2.0, points: 70}\n",
+            "        - {below: 1.0, points: 70}\n",
+            "id: order_rhythm",
+            "grid: `below` values must rise from step to step",
+        ),
+        (
+            "        - {points: 0}\n",
+            "        - {below: 9, points: 0}\n",
+            "id: complaints",
+            "grid: the last step takes no `below`",
+        ),
+    ],
+)
+def test_scoring_problems_name_file_line_and_reason(
+    tmp_path: Path, old: str, new: str, needle: str, message: str
+) -> None:
+    assert old in BASE
+    text = BASE.replace(old, new, 1)
+    path = scoring_file(tmp_path, text)
+    found = problems_of(path)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{path}:{line_of(text, needle)}: "), (found, line_of(text, needle))
+    assert message in found[0]
+
+
+def test_scoring_defined_twice_is_refused(tmp_path: Path) -> None:
+    first = scoring_file(tmp_path, BASE, "a.yaml")
+    second = scoring_file(tmp_path, BASE, "b.yaml")
+    [problem] = problems_of(first, second)
+    assert problem.startswith(f"{second}:")
+    assert f"scoring is already defined in {first}" in problem
+
+
+def test_rules_check_reports_a_broken_scoring_file(tmp_path: Path) -> None:
+    text = BASE.replace("      weight: 30\n", "      weight: 35\n", 1)
+    path = scoring_file(tmp_path, text)
+    done = subprocess.run(
+        [sys.executable, "-m", "agents", "rules", "check", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+        check=False,
+    )
+    assert done.returncode == 1
+    assert f"{path}:{line_of(text, '  factors:')}: health.factors: weights sum to 105" in (
+        done.stderr
+    )
+
+
+# -- the scoring step ----------------------------------------------------------------------------
+def scored_engine(tmp_path: Path, text: str = BASE, **config: Any) -> Engine:
+    path = scoring_file(tmp_path, text)
+    rules = scoring_file(tmp_path, RULE, "rules.yaml")
+    return Engine(load_rules([rules, path]), EngineConfig(**config), wall_clock=lambda: 0.0)
+
+
+def feed(engine: Engine, state: CustomerState, events: list[Any]) -> list[Any]:
+    out: list[Any] = []
+    for e in events:
+        result = engine.apply(state, e)
+        out += result.outputs + result.snapshots
+    return out
+
+
+def test_health_adds_weighted_points_and_leaves_out_factors_without_data(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path, snapshot_interval=0.0)
+    state = CustomerState(CID)
+    feed(engine, state, [account(T0), login(T0), ticket(T0, "t1")])
+    scores = state.scores
+    contrib = scores["contrib"]
+    # new customer: profile new-customer; order_rhythm and satisfaction have no data
+    assert scores["profile"] == "new-customer"
+    assert set(contrib) == {"login_activity", "complaints", "key_contacts", "critical_tickets"}
+    assert contrib["complaints"] == [1.0, 60, 25.0, 15.0]  # value, points, weight, share
+    assert scores["health"] == round(sum(c[3] for c in contrib.values()))
+    assert FEATURES["health_score"].compute(state, T0.timestamp()) == scores["health"]
+
+
+def test_missing_points_policy_and_trend(tmp_path: Path) -> None:
+    text = BASE.replace("  missing: exclude\n", "  missing: 50\n", 1)
+    engine = scored_engine(tmp_path, text)
+    state = CustomerState(CID)
+    feed(engine, state, [account(T0), login(T0)])
+    assert state.scores["contrib"]["satisfaction"][:2] == [None, 50]
+    first = state.scores["health"]
+    feed(engine, state, [ticket(T0 + timedelta(days=8), "t1")])
+    assert state.scores["trend"] == state.scores["health"] - first
+
+
+def test_tier_override_wins_and_a_drop_is_a_downgrade(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path)
+    state = CustomerState(CID)
+    out = feed(engine, state, [account(T0, tier_override="strategic"), login(T0)])
+    assert state.scores["tier"] == "strategic"
+    assert not [o for o in out if getattr(o, "rule_id", None) == "tier_changed"]  # first tier
+    out = feed(engine, state, [account(T0 + timedelta(days=1), tier_override=None)])
+    notices = [o for o in out if getattr(o, "rule_id", None) == "tier_changed"]
+    assert [(n.status, n.evidence["from"], n.evidence["to"]) for n in notices] == [
+        ("notice", "strategic", "normal")
+    ]
+    assert state.scores["downgraded"] is True and state.scores["prev_tier"] == "strategic"
+    snaps = [o for o in out if getattr(o, "event", None) == "tier_changed"]
+    assert snaps and snaps[0].previous_tier == "strategic"
+
+
+def test_orders_cross_into_key_and_the_quintiles_score_rfm(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path)
+    engine.set_cut_points(
+        CutPoints((5.0, 10.0, 20.0, 40.0), (0.0, 0.0, 1.0, 3.0), (0.0, 0.0, 50.0, 500.0), 10, 0.0)
+    )
+    state = CustomerState(CID)
+    feed(
+        engine,
+        state,
+        [account(T0)]
+        + [order(T0 + timedelta(days=d), f"o{d}", "paid", "400000") for d in (0, 1, 2)],
+    )
+    assert state.scores["tier"] == "key"
+    assert (state.scores["r"], state.scores["f"], state.scores["m"]) == (5, 4, 5)
+
+
+def test_a_failing_factor_keeps_its_last_points_and_reports_an_error(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "value: key_contacts_departed_30d", "value: 10 / key_contacts_departed_30d", 1
+    )
+    engine = scored_engine(tmp_path, text)
+    state = CustomerState(CID)
+    result = engine.apply(state, account(T0))
+    assert any(e.rule_id == "scoring.health.key_contacts" for e in result.errors)
+    assert "key_contacts" not in state.scores["contrib"]  # no points yet: left out
+    assert 0 <= state.scores["health"] <= 100
+
+
+def test_snapshots_wait_for_the_interval_but_a_tier_change_goes_at_once(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path, snapshot_interval=3600.0)
+    state = CustomerState(CID)
+    first = feed(engine, state, [account(T0, tier_override="key")])
+    assert [s.reasons for s in first if hasattr(s, "reasons")] == [["first"]]
+    later = T0 + timedelta(minutes=10)
+    out = feed(engine, state, [ticket(later, "c1", severity="critical")])
+    assert not [o for o in out if hasattr(o, "reasons")]  # material, but within the hour
+    due = engine.next_deadline(state)
+    assert due is not None and due <= (T0 + timedelta(hours=1)).timestamp()
+    out = feed(engine, state, [account(T0 + timedelta(minutes=20), tier_override="normal")])
+    assert [s.event for s in out if hasattr(s, "reasons")] == ["tier_changed"]
+
+
+def test_scorer_without_cut_points_leaves_rfm_scores_unset(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path)
+    assert isinstance(engine.scorer, Scorer) and engine.scorer.cuts is None
+    state = CustomerState(CID)
+    feed(engine, state, [order(T0, "o1", "paid", "10")])
+    assert "f" not in state.scores
+    assert FEATURES["rfm_f_score"].compute(state, T0.timestamp()) == 0
+
+
+# -- regressions found in review -----------------------------------------------------------------
+def test_a_clv_model_that_does_not_fit_a_customer_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    from streams.clv import ClvModel
+
+    model = ClvModel.model_validate(
+        {
+            "fitted_at": "2026-01-01T00:00:00Z",
+            "calibration_end": "2025-12-31",
+            "customers": 1,
+            "repeat_customers": 1,
+            "bgnbd": {"r": 0.25, "alpha": 33.5, "a": 0.72, "b": 2.16},
+            "gamma_gamma": {"p": 6.3, "q": 1.0, "v": 15.0},  # q = 1: no finite mean spend
+            "log_likelihood": -1.0,
+            "source": "test",
+        }
+    )
+    engine = scored_engine(tmp_path, clv_model=model)
+    state = CustomerState(CID)
+    feed(engine, state, [order(T0, "o1", "paid", "10")])
+    result = engine.apply(state, order(T0 + timedelta(days=3), "o2", "paid", "20"))
+    assert any(e.rule_id == "scoring.clv" for e in result.errors)
+    assert state.scores["health"] >= 0  # the rest of the step ran
+
+
+@pytest.mark.parametrize("bound", [".nan", ".inf"])
+def test_grid_bounds_must_be_finite(tmp_path: Path, bound: str) -> None:
+    text = BASE.replace("{below: 2.0, points: 70}", f"{{below: {bound}, points: 70}}", 1)
+    [problem] = problems_of(scoring_file(tmp_path, text))
+    assert "below: Input should be a finite number" in problem
+
+
+def test_scoring_may_not_read_alerts(tmp_path: Path) -> None:
+    text = BASE.replace('when: "revenue_365d >= 1000000.0"', 'when: "open_high_alerts > 0"', 1)
+    [problem] = problems_of(scoring_file(tmp_path, text))
+    assert "cannot read open_high_alerts (alerts change after scoring" in problem
+
+
+def test_new_definitions_recompute_every_part(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path)
+    state = CustomerState(CID)
+    feed(engine, state, [account(T0), login(T0), ticket(T0, "t1")])
+    assert state.scores["fp"]["complaints"] == [1.0, 60]
+    softer = BASE.replace(
+        "        - {below: 2, points: 60}\n", "        - {below: 2, points: 10}\n"
+    )
+    (tmp_path / "v2").mkdir()
+    engine2 = scored_engine(tmp_path / "v2", softer)
+    feed(engine2, state, [login(T0 + timedelta(hours=1))])
+    assert state.scores["fp"]["complaints"] == [1.0, 10]
+
+
+def test_new_cut_points_rescore_even_with_the_same_as_of(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path)
+    state = CustomerState(CID)
+    high = CutPoints((5.0, 10.0, 20.0, 40.0), (5.0, 6.0, 7.0, 8.0), (1e6, 2e6, 3e6, 4e6), 9, 1.0)
+    low = CutPoints((5.0, 10.0, 20.0, 40.0), (0.0, 0.0, 0.0, 0.5), (1.0, 2.0, 3.0, 4.0), 9, 1.0)
+    engine.set_cut_points(high)
+    feed(engine, state, [order(T0, "o1", "paid"), order(T0 + timedelta(days=1), "o2", "paid")])
+    assert state.scores["f"] == 1
+    engine.set_cut_points(low)
+    feed(engine, state, [login(T0 + timedelta(days=1, hours=1))])
+    assert state.scores["f"] == 5
+
+
+def test_a_cancelled_order_gives_its_purchase_day_back() -> None:
+    from streams.state import StateConfig, apply_event
+
+    state = CustomerState(CID)
+    config = StateConfig()
+    for event in (
+        order(T0, "o1", "paid"),
+        order(T0 + timedelta(days=5), "o2", "paid"),
+        order(T0 + timedelta(days=10), "o3", "paid"),
+        order(T0 + timedelta(days=10, hours=1), "o3", "cancelled"),
+        order(T0 + timedelta(days=11), "o2", "cancelled"),
+        order(T0 + timedelta(days=12), "o4", "paid", event_id="late", amount="40.00"),
+    ):
+        apply_event(state, event, config)
+    at = (T0 + timedelta(days=12)).timestamp()
+    assert FEATURES["rfm_frequency"].compute(state, at) == 1  # days 0 and 12 are left
+    assert FEATURES["rfm_recency_days"].compute(state, at) == 12
+    assert FEATURES["rfm_monetary"].compute(state, at) == 40.0
+
+
+def test_a_state_from_before_purchase_history_is_seeded_from_what_it_remembers() -> None:
+    import orjson
+
+    from streams.state import StateConfig, apply_event
+
+    state = CustomerState(CID)
+    for d in (0, 30, 60):
+        apply_event(state, order(T0 + timedelta(days=d), f"o{d}", "paid"), StateConfig())
+    old = orjson.loads(state.to_bytes())
+    del old["rfm"]
+    seeded = CustomerState.from_bytes(orjson.dumps(old))
+    assert (seeded.rfm_days, seeded.rfm_repeat_value) == (3, 200.0)
+
+
+def test_factors_on_the_same_feature_all_wake_the_customer(tmp_path: Path) -> None:
+    text = BASE.replace(
+        "    - id: satisfaction\n",
+        "    - id: overdue_strict\n      value: order_overdue_ratio\n      weight: 0\n"
+        "      grid:\n        - {below: 1.2, points: 100}\n        - {points: 0}\n"
+        "    - id: satisfaction\n",
+        1,
+    )
+    engine = scored_engine(tmp_path, text)
+    state = CustomerState(CID)
+    feed(engine, state, [order(T0 + timedelta(days=d), f"o{d}", "paid") for d in (0, 10, 20)])
+    due = engine.next_deadline(state)
+    # gap 10 days: 1.2 x 10 = 12 days after the last order, before the 1.5 step (15 days)
+    assert due is not None and due <= (T0 + timedelta(days=32)).timestamp()
