@@ -8,25 +8,31 @@ import faust
 from faust.web import Request, Response, View
 
 from agents.runtime import Pipeline
-from rules.scoring import SCORE_KEYS
+from rules.scoring import SCORE_KEYS, Scorer
 from streams.features import compute
 from streams.partitioning import partition_for
 from streams.state import CustomerState
 from streams.storage import decode_stored
 
-SHOWN_SCORES = frozenset(SCORE_KEYS) | {"contrib", "profile"}
+SHOWN_SCORES = frozenset(SCORE_KEYS) | {"profile"}
 """Keys of ``state.scores`` the view shows (the rest is bookkeeping), by feature name."""
 
 
-def snapshot(state: CustomerState) -> dict[str, Any]:
-    """JSON-ready view of one customer: account, features and scores at its event time, alerts."""
+def snapshot(state: CustomerState, scorer: Scorer | None = None) -> dict[str, Any]:
+    """JSON-ready view of one customer: account, features and scores at its event time, alerts.
+
+    With the worker's ``scorer``, the scores include the health factors' contributions.
+    """
     at = state.evaluated_at or state.last_event_at or 0.0
+    scores = {SCORE_KEYS.get(k, k): v for k, v in state.scores.items() if k in SHOWN_SCORES}
+    if scorer is not None and state.scores:
+        scores["contrib"] = scorer.contributions(state.scores)
     return {
         "customer_id": state.customer_id,
         "account": state.account,
         "as_of": at,
         "features": compute(state, at),
-        "scores": {SCORE_KEYS.get(k, k): v for k, v in state.scores.items() if k in SHOWN_SCORES},
+        "scores": scores,
         "open_alerts": {
             rule: {
                 "alert_id": a.get("id"),
@@ -55,4 +61,4 @@ def register_views(app: faust.App, pipeline: Pipeline) -> None:
                 if raw is None:
                     return self.json({"error": "unknown customer on this worker"}, status=404)
                 state = decode_stored(raw)
-            return self.json(snapshot(state))
+            return self.json(snapshot(state, pipeline.engine.scorer))

@@ -55,6 +55,8 @@ SNAPSHOT_FEATURES = (
     "days_to_renewal",
     "tenure_days",
 )
+MARK_SCORES = frozenset({"tier", "lifecycle_stage", "rfm_r_score", "rfm_f_score", "rfm_m_score"})
+"""Score features whose change makes a snapshot (besides health, at-risk and open alerts)."""
 MAX_STEPS_PER_ADVANCE = 1000
 MAX_SETTLE_ROUNDS = 3
 PRIORITY_BY_SEVERITY = {
@@ -144,7 +146,13 @@ class _Pass:
     def value(self, name: str) -> Any:
         found = self.values.get(name, MISS)
         if found is MISS:
-            found = self.values[name] = FEATURES[name].compute(self.state, self.at)
+            feature = FEATURES[name]
+            if feature.derive is not None:  # from values this pass may already have
+                names, derive = feature.derive
+                found = derive(*map(self.value, names))
+            else:
+                found = feature.compute(self.state, self.at)
+            self.values[name] = found
         return found
 
     def pick(self, names: frozenset[str]) -> dict[str, Any]:
@@ -199,7 +207,11 @@ class Engine:
         self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
         self._timing: dict[str, _Timing] = {}
         scoring = rules.scoring
-        self.scorer = Scorer(scoring, limit, self.config.clv_model) if scoring is not None else None
+        self.scorer = (
+            Scorer(scoring, limit, self.config.clv_model, read_elsewhere=rules.inputs)
+            if scoring is not None
+            else None
+        )
         self._score_thresholds: tuple[tuple[str, frozenset[int]], ...] = ()
         self._score_grids: tuple[tuple[str, tuple[float, ...]], ...] = ()
         self._score_timed: tuple[str, ...] = ()
@@ -237,6 +249,13 @@ class Engine:
                     and n not in grid_only
                 )
             )
+        # what a snapshot's mark reads, when events and time cannot change it unseen (the
+        # at-risk flag reads no time-changing feature); None: check the mark every time
+        self._mark_inputs: frozenset[str] | None = None
+        if scoring is not None:
+            risk = frozenset(scoring.at_risk.variables())
+            if not any(FEATURES[n].changes_with_time for n in risk):
+                self._mark_inputs = risk | MARK_SCORES
         # what rules and scoring read; scoring is skipped while none of its inputs changed
         self._score_inputs = scoring.inputs if scoring is not None else frozenset()
         inputs = rules.inputs | self._score_inputs
@@ -308,7 +327,8 @@ class Engine:
             self._snooze(one, task_rule, event.snooze_until, result)
         kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
         changed = self._changed(state, kind_changes, previous, at, moved, changes)
-        result.extend(self._evaluate(one, changed))
+        swept = self._swept(state, previous, at, changed, kind_changes | moved)
+        result.extend(self._evaluate(one, changed, swept))
         stale = kind_changes | self._any_event_set | _SCORE_FEATURES  # the step moved them
         self._remember(state, {n: t for n, t in changes.items() if n not in stale}, at)
         return result
@@ -522,18 +542,19 @@ class Engine:
         previous: float | None,
         at: float,
         changed: frozenset[str] | None,
+        by_event: frozenset[str] = frozenset(),
     ) -> frozenset[str] | None:
-        """Of the scoring inputs time moved from ``previous`` to ``at``, those that matter.
+        """Of the scoring inputs that moved from ``previous`` to ``at``, those that matter.
 
-        Only for sweeps (no event in between): a day counter that scoring only compares with
-        literals matters when it passed one of them. (A grid feature always matters: the
-        snapshot shows its value.)
+        A day counter that scoring only compares with literals matters when time carried it
+        past one of them; one in ``by_event`` (the features an event applied since may have
+        changed) always does. (A grid feature always matters: the snapshot shows its value.)
         """
         if changed is None or previous is None:
             return changed
         keep = set(changed & self._score_inputs)
         for name, values in self._score_thresholds:
-            if name in keep and not FEATURES[name].counts_down:
+            if name in keep and name not in by_event and not FEATURES[name].counts_down:
                 compute = FEATURES[name].compute
                 low, high = compute(state, previous), compute(state, at)
                 if not any(low < v <= high for v in values):
@@ -578,7 +599,7 @@ class Engine:
                 break
             self._round(one, frozenset(), result, self._alert_dependent)
         if self.scorer is not None:
-            self._snapshot(one, result, tier_change)
+            self._snapshot(one, result, tier_change, changed)
         result.eval_seconds = time.perf_counter() - started
         return result
 
@@ -588,6 +609,7 @@ class Engine:
         one: _Pass,
         result: Result,
         tier_change: tuple[str, str] | None,
+        changed: frozenset[str] | None,
     ) -> None:
         """Emit a snapshot if something material changed and the interval allows it."""
         assert self.scorer is not None
@@ -595,6 +617,20 @@ class Engine:
         open_alerts = sorted(
             rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
         )
+        last = scores.get("snap")
+        health = scores.get("health", 0)
+        if (
+            changed is not None
+            and tier_change is None
+            and last is not None
+            and self._mark_inputs is not None
+            and "snap_due" not in scores
+            and last.get("def") == scores.get("def")
+            and changed.isdisjoint(self._mark_inputs)
+            and open_alerts == last["mark"]["alerts"]
+            and abs(health - last["health"]) < self.config.snapshot_health_delta
+        ):
+            return  # the last evaluation found nothing material, and nothing it saw moved
         at_risk = self.scorer.at_risk(one.value)
         mark = {
             "tier": scores.get("tier"),
@@ -603,8 +639,6 @@ class Engine:
             "risk": at_risk,
             "alerts": open_alerts,
         }
-        last = scores.get("snap")
-        health = scores.get("health", 0)
         reasons = (
             ["first"] if last is None else [k for k, v in mark.items() if last["mark"].get(k) != v]
         )
@@ -618,7 +652,12 @@ class Engine:
             scores["snap_due"] = due  # material, but too soon: emit when the interval is over
             return
         scores.pop("snap_due", None)
-        scores["snap"] = {"at": one.at, "mark": mark, "health": health}
+        scores["snap"] = {"at": one.at, "mark": mark, "health": health, "def": scores.get("def")}
+        if not self.scorer.clv_eager:
+            try:
+                self.scorer.update_clv(one.state, one.at, scores)
+            except (ValueError, ArithmeticError) as exc:  # a model that does not fit
+                result.errors.append(RuleError("scoring.clv", one.state.customer_id, str(exc)))
         result.snapshots.append(
             self._health_snapshot(one, open_alerts, at_risk, reasons, tier_change)
         )
@@ -631,9 +670,10 @@ class Engine:
         reasons: list[str],
         tier_change: tuple[str, str] | None,
     ) -> CustomerHealth:
-        state, scores = one.state, one.state.scores
+        state, scores, scorer = one.state, one.state.scores, self.scorer
+        assert scorer is not None
         model = self.config.clv_model
-        cuts = self.scorer.cuts if self.scorer is not None else None
+        cuts = scorer.cuts
         factors = {
             factor_id: {
                 "value": raw,
@@ -642,7 +682,7 @@ class Engine:
                 "contribution": share,
                 "missing": raw is None,
             }
-            for factor_id, (raw, points, weight, share) in scores.get("contrib", {}).items()
+            for factor_id, (raw, points, weight, share) in scorer.contributions(scores).items()
         }
         since = scores.get("tier_since")
         return CustomerHealth.model_validate(

@@ -23,7 +23,7 @@ class Memo:
         self.limit = limit
 
     def run(self, value: Callable[[str], Any]) -> Any:
-        key = tuple(value(n) for n in self.names)
+        key = tuple(map(value, self.names))
         hit = self.cache.get(key, MISS)
         if hit is MISS:
             hit = self.program.execute(dict(zip(self.names, key, strict=True)))

@@ -126,6 +126,7 @@ class Scorer:
         memo_size: int = 4096,
         model: ClvModel | None = None,
         cuts: CutPoints | None = None,
+        read_elsewhere: frozenset[str] = frozenset(),
     ) -> None:
         self.scoring = scoring
         self.model = model
@@ -155,6 +156,8 @@ class Scorer:
         self._at_risk = Memo(scoring.at_risk, memo_size)
         self._bg = model.bg() if model else None
         self._gg = model.gg() if model else None
+        # CLV that nothing reads is computed for snapshots only (it moves every day)
+        self.clv_eager = not CLV_FEATURES.isdisjoint(self._inputs | read_elsewhere)
         # stored parts computed under other definitions are recomputed in full
         self._digest = hashlib.blake2b(
             scoring.spec.model_dump_json().encode(), digest_size=6
@@ -214,19 +217,11 @@ class Scorer:
             or old.get("def") != self._digest
         )
         new["def"] = self._digest
+        new["ovr"] = override
         moved = set(changed or ())
-        moved.update(SCORE_KEYS[k] for k in _RFM_KEYS if new.get(k) != old.get(k))
-        if not full and moved.isdisjoint(self._inputs):
-            # nothing a part reads has changed: only today's health sample may be new
-            self._trend(new, new["health"], at)
-            trend_moved = new["trend"] != old.get("trend")
-            if not (trend_moved and "health_trend_7d" in self._tier_inputs):
-                if trend_moved:
-                    outcome.changed.add("health_trend_7d")
-                outcome.changed.update(SCORE_KEYS[k] for k in _RFM_KEYS if new.get(k) != old.get(k))
-                state.scores = new
-                return outcome
-            moved.add("health_trend_7d")  # a tier reads the trend: on to the tier
+        for key in _RFM_KEYS:
+            if new.get(key) != old.get(key):
+                moved.add(SCORE_KEYS[key])
 
         def read(name: str) -> Any:
             key = _KEY_OF.get(name)
@@ -249,25 +244,30 @@ class Scorer:
             )
             if new["stage"] != old.get("stage"):
                 moved.add("lifecycle_stage")
+        rescore = full
         if full or not moved.isdisjoint(self._profile_inputs):
             new["profile"] = part("profile", lambda: self._profile(read), old.get("profile", ""))
+            rescore = rescore or new["profile"] != old.get("profile")
+        old_points: dict[str, Any] = old.get("fp", {})
         # a full step starts afresh: factors of earlier definitions must not linger
-        points: dict[str, Any] = {} if full else dict(old.get("fp", {}))
+        points: dict[str, Any] = {} if full else dict(old_points)
         for factor, value_of, missing_of, inputs in self._factors:
             if full or not moved.isdisjoint(inputs):
                 factor_id = factor.spec.id
-                points[factor_id] = part(
+                entry = points[factor_id] = part(
                     f"health.{factor_id}",
                     lambda f=factor, v=value_of, m=missing_of: self._factor(f, v, m, read),  # type: ignore[misc]
                     points.get(factor_id),
                 )
+                if not rescore and not _same_points(entry, old_points.get(factor_id)):
+                    rescore = True
         new["fp"] = points
-        self._health(new)
+        if rescore or "health" not in new:
+            new["health"] = self._health(points, new.get("profile", ""))
         self._trend(new, new["health"], at)
         for key in ("health", "trend"):
             if new[key] != old.get(key):
                 moved.add(SCORE_KEYS[key])
-        new["ovr"] = override
         before: str | None = old.get("tier")
         fallback = before if before is not None else self.scoring.tiers[-1][0]
         tier: str = fallback
@@ -303,89 +303,123 @@ class Scorer:
                 factor.missing if factor.missing is not None else self.scoring.spec.health.missing
             )
             return None if policy == "exclude" else [None, int(policy)]
-        raw = float(value_of.run(read))
+        if compiled.bare_feature is not None:  # no CEL round trip for a feature as it is
+            raw = float(read(compiled.bare_feature))
+        else:
+            raw = float(value_of.run(read))
         return [_json_number(raw), points_for(factor, raw)]
 
     def _rfm(self, state: CustomerState, at: float, new: dict[str, Any]) -> None:
-        history = purchase_history(state, at)
-        if history is None:
+        """RFM scores (and CLV when something reads it) for the purchase history at ``at``."""
+        if state.rfm_first_day is None:
             for key in ("r", "f", "m", "eo90", "p_alive", "clv", "clv_key", "rfm_key"):
                 new.pop(key, None)
             return
-        x, t_x, age, m = history
         cuts = self.cuts
-        rfm_key = [x, t_x, age, round(m, 6), self._cuts_digest]
+        # the history changes only by an order or a new day: same key, same scores
+        rfm_key = [
+            state.rfm_first_day,
+            state.rfm_last_day,
+            state.rfm_days,
+            state.rfm_repeat_value,
+            day_of(at),
+            self._cuts_digest,
+        ]
         if new.get("rfm_key") == rfm_key and (cuts is None or "r" in new):
-            return  # same history, same day, same cut points: same scores
+            return
         new["rfm_key"] = rfm_key
+        history = purchase_history(state, at)
+        assert history is not None
+        x, t_x, age, m = history
         if cuts is not None:
             new["r"] = score(age - t_x, cuts.recency, higher_is_better=False)
             new["f"] = score(x, cuts.frequency, higher_is_better=True)
             new["m"] = score(m, cuts.monetary, higher_is_better=True)
-        if self._bg is not None:
-            clv_key = [x, t_x, age, round(m, 6)]
-            if new.get("clv_key") != clv_key:  # all three or none (a failure raises first)
-                eo90 = round(expected_purchases(self._bg, 90, x, t_x, age), 6)
-                alive = round(p_alive(self._bg, x, t_x, age), 6)
-                value = (
-                    round(clv(self._bg, self._gg, x, t_x, age, m), 2)
-                    if self._gg is not None
-                    else 0.0
-                )
-                new.update(clv_key=clv_key, eo90=eo90, p_alive=alive, clv=value)
+        if self.clv_eager:
+            self.update_clv(state, at, new)
 
-    def _health(self, new: dict[str, Any]) -> None:
-        """Score and contributions from the stored factor points and the profile's weights."""
-        spec = self.scoring.spec.health
-        profile = new.get("profile", "")
-        weights = self._default_weights
+    def update_clv(self, state: CustomerState, at: float, scores: dict[str, Any]) -> None:
+        """Put the CLV values at ``at`` into ``scores`` (all three or none; a failure raises)."""
+        history = purchase_history(state, at)
+        if self._bg is None or history is None:
+            return
+        x, t_x, age, m = history
+        clv_key = [x, t_x, age, round(m, 6)]
+        if scores.get("clv_key") == clv_key:
+            return
+        eo90 = round(expected_purchases(self._bg, 90, x, t_x, age), 6)
+        alive = round(p_alive(self._bg, x, t_x, age), 6)
+        value = round(clv(self._bg, self._gg, x, t_x, age, m), 2) if self._gg is not None else 0.0
+        scores.update(clv_key=clv_key, eo90=eo90, p_alive=alive, clv=value)
+
+    def _weights(self, profile: str) -> dict[str, int]:
         for profile_id, _, profile_weights in self._profiles:
             if profile_id == profile:
-                weights = profile_weights
-                break
+                return profile_weights
+        return self._default_weights
+
+    def _shares(
+        self, points: dict[str, Any], profile: str
+    ) -> tuple[float, list[tuple[str, list[Any], float, float]]] | None:
+        """(exact score, [(factor, entry, scaled weight, share)]); None without data."""
+        weights = self._weights(profile)
         parts = [
             (factor_id, entry, weights.get(factor_id, 0))
-            for factor_id, entry in new["fp"].items()
+            for factor_id, entry in points.items()
             if entry is not None
         ]
         total_weight = sum(w for *_, w in parts)
-        contrib: dict[str, list[Any]] = {}
         if total_weight <= 0:
-            health = spec.no_data_score
-        else:
-            scale = 100.0 / total_weight
-            exact = 0.0
-            for factor_id, (factor_value, factor_points), weight in parts:
-                share = weight * scale * factor_points / 100.0
-                exact += share
-                contrib[factor_id] = [
-                    factor_value,
-                    factor_points,
-                    round(weight * scale, 2),
-                    round(share, 2),
-                ]
-            health = math.floor(exact + 0.5)
-        new["health"] = health
-        new["contrib"] = contrib
+            return None
+        scale = 100.0 / total_weight
+        shares = [
+            (factor_id, entry, weight * scale, weight * scale * entry[1] / 100.0)
+            for factor_id, entry, weight in parts
+        ]
+        return sum(share for *_, share in shares), shares
+
+    def _health(self, points: dict[str, Any], profile: str) -> int:
+        """The health score from the factor points and the profile's weights."""
+        found = self._shares(points, profile)
+        if found is None:
+            return self.scoring.spec.health.no_data_score
+        return math.floor(found[0] + 0.5)
+
+    def contributions(self, scores: dict[str, Any]) -> dict[str, list[Any]]:
+        """Per factor with data: [value, points, weight, contribution] (weights rescaled)."""
+        found = self._shares(scores.get("fp", {}), scores.get("profile", ""))
+        if found is None:
+            return {}
+        return {
+            factor_id: [entry[0], entry[1], round(weight, 2), round(share, 2)]
+            for factor_id, entry, weight, share in found[1]
+        }
 
     def _trend(self, new: dict[str, Any], health: int, at: float) -> None:
         """Record today's health and the change since ``trend_days`` ago."""
         today = day_of(at)
-        samples = new.get("hd", {})
-        if samples.get(str(today)) == health and new.get("hd_day") == today:
+        if new.get("hd_day") == today and new.get("hd_last") == health:
             return  # already recorded today with this score
         trend_days = self.scoring.spec.health.trend_days
-        days = {int(d): h for d, h in samples.items()}
+        days = {int(d): h for d, h in new.get("hd", {}).items()}
         days[today] = health
         reference = max((d for d in days if d <= today - trend_days), default=None)
         new["trend"] = 0 if reference is None else health - days[reference]
         floor = reference if reference is not None else today - trend_days
         new["hd"] = {str(d): h for d, h in sorted(days.items()) if d >= floor}
         new["hd_day"] = today
+        new["hd_last"] = health
+
+
+def _same_points(entry: list[Any] | None, before: list[Any] | None) -> bool:
+    if entry is None or before is None:
+        return entry is before
+    return bool(entry[1] == before[1])
 
 
 _KEY_OF = {feature: key for key, feature in SCORE_KEYS.items()}
 _RFM_KEYS = ("r", "f", "m", "eo90", "p_alive", "clv")
+CLV_FEATURES = frozenset({"expected_orders_90d", "p_alive", "clv_12m"})
 
 
 def _first(choices: list[tuple[str, Memo | None]], read: Callable[[str], Any]) -> str:

@@ -59,6 +59,8 @@ class Feature:
     # time-changing features whose changes are the only times this one can change: their
     # (cached, shared) next changes are a cheap, possibly early, wake-up for this one
     moves_with: tuple[str, ...] = field(default=(), kw_only=True)
+    # the same value from other features' values, for callers that have them at hand
+    derive: tuple[tuple[str, ...], Callable[..., Any]] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.changes_with_time != (self.next_change is not None):
@@ -346,10 +348,12 @@ def purchase_history(s: CustomerState, at: float) -> tuple[int, int, int, float]
 
 # -- ratios for the health score --------------------------------------------------------------
 def _login_activity_ratio(s: CustomerState, at: float) -> float:
-    prev = _logins_prev(s, at) / 4.0
-    recent = _logins_7d(s, at)
-    if prev > 0:
-        return recent / prev
+    return _activity_ratio(_logins_7d(s, at), _logins_prev(s, at) / 4.0)
+
+
+def _activity_ratio(recent: float, prev_weekly: float) -> float:
+    if prev_weekly > 0:
+        return recent / prev_weekly
     return 1.0 if recent > 0 else 0.0
 
 
@@ -717,6 +721,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         depends_on=LOGIN,
         next_change=_login_activity_next,
         moves_with=("logins_7d", "logins_prev_28d_weekly_avg"),
+        derive=(("logins_7d", "logins_prev_28d_weekly_avg"), _activity_ratio),
     ),
     Feature(
         "order_overdue_ratio",

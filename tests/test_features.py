@@ -605,6 +605,19 @@ def check_next_change(state: CustomerState, at: float, fractions: list[float]) -
 FRACTIONS = st.lists(st.floats(0, 1, exclude_min=True, exclude_max=True), max_size=5)
 
 
+@settings(max_examples=200, deadline=None)
+@given(events=EVENT_LISTS, data=st.data())
+def test_a_derived_feature_equals_its_own_computation(events: list[InputEvent], data: Any) -> None:
+    state = fold(events, PROPERTY_CONFIG)
+    at = data.draw(eval_times(state))
+    derived = [f for f in FEATURES.values() if f.derive is not None]
+    assert derived
+    for f in derived:
+        assert f.derive is not None
+        names, derive = f.derive
+        assert derive(*(FEATURES[n].compute(state, at) for n in names)) == f.compute(state, at)
+
+
 @settings(max_examples=300, deadline=None)
 @given(events=EVENT_LISTS, fractions=FRACTIONS, data=st.data())
 def test_time_features_change_exactly_at_next_change(

@@ -196,7 +196,8 @@ def test_health_adds_weighted_points_and_leaves_out_factors_without_data(tmp_pat
     state = CustomerState(CID)
     feed(engine, state, [account(T0), login(T0), ticket(T0, "t1")])
     scores = state.scores
-    contrib = scores["contrib"]
+    assert engine.scorer is not None
+    contrib = engine.scorer.contributions(scores)
     # new customer: profile new-customer; order_rhythm and satisfaction have no data
     assert scores["profile"] == "new-customer"
     assert set(contrib) == {"login_activity", "complaints", "key_contacts", "critical_tickets"}
@@ -210,7 +211,8 @@ def test_missing_points_policy_and_trend(tmp_path: Path) -> None:
     engine = scored_engine(tmp_path, text)
     state = CustomerState(CID)
     feed(engine, state, [account(T0), login(T0)])
-    assert state.scores["contrib"]["satisfaction"][:2] == [None, 50]
+    assert engine.scorer is not None
+    assert engine.scorer.contributions(state.scores)["satisfaction"][:2] == [None, 50]
     first = state.scores["health"]
     feed(engine, state, [ticket(T0 + timedelta(days=8), "t1")])
     assert state.scores["trend"] == state.scores["health"] - first
@@ -256,7 +258,8 @@ def test_a_failing_factor_keeps_its_last_points_and_reports_an_error(tmp_path: P
     state = CustomerState(CID)
     result = engine.apply(state, account(T0))
     assert any(e.rule_id == "scoring.health.key_contacts" for e in result.errors)
-    assert "key_contacts" not in state.scores["contrib"]  # no points yet: left out
+    assert engine.scorer is not None
+    assert "key_contacts" not in engine.scorer.contributions(state.scores)  # no points yet
     assert 0 <= state.scores["health"] <= 100
 
 
@@ -284,27 +287,64 @@ def test_scorer_without_cut_points_leaves_rfm_scores_unset(tmp_path: Path) -> No
 
 
 # -- regressions found in review -----------------------------------------------------------------
-def test_a_clv_model_that_does_not_fit_a_customer_is_an_error_not_a_crash(tmp_path: Path) -> None:
+def _clv_model(q: float) -> Any:
+    """CDNOW's parameters; q = 1 gives no finite mean spend (the model fits no customer)."""
     from streams.clv import ClvModel
 
-    model = ClvModel.model_validate(
+    return ClvModel.model_validate(
         {
             "fitted_at": "2026-01-01T00:00:00Z",
             "calibration_end": "2025-12-31",
             "customers": 1,
             "repeat_customers": 1,
             "bgnbd": {"r": 0.25, "alpha": 33.5, "a": 0.72, "b": 2.16},
-            "gamma_gamma": {"p": 6.3, "q": 1.0, "v": 15.0},  # q = 1: no finite mean spend
+            "gamma_gamma": {"p": 6.3, "q": q, "v": 15.0},
             "log_likelihood": -1.0,
             "source": "test",
         }
     )
-    engine = scored_engine(tmp_path, clv_model=model)
+
+
+def test_a_clv_model_that_does_not_fit_a_customer_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    # a rule reads clv_12m: CLV is computed in every scoring step
+    text = BASE.replace('when: "revenue_365d >= 1000000.0"', 'when: "clv_12m >= 1000000.0"', 1)
+    engine = scored_engine(tmp_path, text, clv_model=_clv_model(1.0))
+    assert engine.scorer is not None and engine.scorer.clv_eager
     state = CustomerState(CID)
     feed(engine, state, [order(T0, "o1", "paid", "10")])
     result = engine.apply(state, order(T0 + timedelta(days=3), "o2", "paid", "20"))
     assert any(e.rule_id == "scoring.clv" for e in result.errors)
     assert state.scores["health"] >= 0  # the rest of the step ran
+
+
+def test_clv_nothing_reads_is_computed_for_snapshots_and_its_failure_is_an_error(
+    tmp_path: Path,
+) -> None:
+    engine = scored_engine(tmp_path, clv_model=_clv_model(1.0))
+    assert engine.scorer is not None and not engine.scorer.clv_eager
+    state = CustomerState(CID)
+    feed(
+        engine,
+        state,
+        [order(T0, "o1", "paid", "10"), order(T0 + timedelta(days=3), "o2", "paid", "20")],
+    )
+    assert "clv" not in state.scores  # not computed between snapshots
+    result = engine.apply(state, account(T0 + timedelta(days=4), tier_override="key"))
+    [snapshot] = result.snapshots  # a tier change: a snapshot at once
+    assert snapshot.clv is None
+    assert [e.rule_id for e in result.errors] == ["scoring.clv"]
+
+    fitting = scored_engine(tmp_path, clv_model=_clv_model(3.6))
+    state = CustomerState(CID)
+    feed(
+        fitting,
+        state,
+        [order(T0, "o1", "paid", "10"), order(T0 + timedelta(days=3), "o2", "paid", "20")],
+    )
+    [snapshot] = fitting.apply(
+        state, account(T0 + timedelta(days=4), tier_override="key")
+    ).snapshots
+    assert snapshot.clv is not None and snapshot.clv.p_alive == state.scores["p_alive"]
 
 
 @pytest.mark.parametrize("bound", [".nan", ".inf"])
