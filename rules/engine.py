@@ -178,6 +178,8 @@ class _Timing:
 
     version: tuple[float | None, str | None]
     changes: dict[str, float | None]
+    # (day counter, value) -> when it reaches the value (None: it has, or never will)
+    reached: dict[tuple[str, int], float | None] = field(default_factory=dict)
     deadline: float | None = None
     has_deadline: bool = False
 
@@ -268,7 +270,6 @@ class Engine:
             r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
         )
         self._any_event = tuple(sorted(self._any_event_set))
-        self._any_event_timed = tuple(n for n in self._any_event if n in self._time_inputs)
         # per time-based rule: what can wake it (see next_deadline)
         self._wakers = tuple(
             (
@@ -311,10 +312,15 @@ class Engine:
         if at > ts:  # a late event: first bring the customer to where its partition is
             result.extend(self.advance(state, at))
             previous = state.evaluated_at
-        changes = self._timing_of(state).changes
-        if previous is not None:  # the time check of these needs the state before the event
-            for name in self._any_event_timed:
-                self._change_of(state, previous, name, changes)
+        timing = self._timing_of(state)
+        changes = timing.changes
+        kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
+        if previous is not None:
+            # next changes from the state before the event: applying it also prunes what
+            # aged out, and a month that left a window is then no longer there to be seen
+            for name in self._time_inputs:
+                if name not in kind_changes or name in self._any_event_set:
+                    self._change_of(state, previous, name, changes)
         before = [FEATURES[n].compute(state, at) for n in self._any_event]
         apply_event(state, event, self.config.state)
         moved = frozenset(
@@ -325,12 +331,11 @@ class Engine:
         one = _Pass(state, at)
         if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
             self._snooze(one, task_rule, event.snooze_until, result)
-        kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
         changed = self._changed(state, kind_changes, previous, at, moved, changes)
         swept = self._swept(state, previous, at, changed, kind_changes | moved)
         result.extend(self._evaluate(one, changed, swept))
         stale = kind_changes | self._any_event_set | _SCORE_FEATURES  # the step moved them
-        self._remember(state, {n: t for n, t in changes.items() if n not in stale}, at)
+        self._remember(state, timing, stale, at)
         return result
 
     def advance(self, state: CustomerState, until: float) -> Result:
@@ -341,9 +346,11 @@ class Engine:
             if due is None or due > until:
                 break
             previous = state.evaluated_at
-            changes = self._timing_of(state).changes
-            prune(state, due, self.config.state.horizon_days)
+            timing = self._timing_of(state)
+            changes = timing.changes
+            # what time changed, seen before pruning drops what aged out at ``due``
             changed = self._changed(state, frozenset(), previous, due, frozenset(), changes)
+            prune(state, due, self.config.state.horizon_days)
             timers = frozenset(
                 r
                 for t, r in self._lifecycle_times(state)
@@ -351,9 +358,7 @@ class Engine:
             )
             one = _Pass(state, due, timers=timers)
             result.extend(self._evaluate(one, changed, self._swept(state, previous, due, changed)))
-            self._remember(
-                state, {n: t for n, t in changes.items() if n not in _SCORE_FEATURES}, due
-            )
+            self._remember(state, timing, _SCORE_FEATURES, due)
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:
@@ -363,7 +368,7 @@ class Engine:
             return None
         timing = self._timing_of(state)
         if not timing.has_deadline:
-            timing.deadline = self._next_deadline(state, at, timing.changes)
+            timing.deadline = self._next_deadline(state, at, timing)
             timing.has_deadline = True
         return timing.deadline
 
@@ -379,9 +384,19 @@ class Engine:
             return timing
         return self._timing_for(state, {})
 
-    def _remember(self, state: CustomerState, changes: dict[str, float | None], at: float) -> None:
-        valid = {n: t for n, t in changes.items() if t is None or t > at}
-        self._timing_for(state, valid)
+    def _remember(
+        self, state: CustomerState, timing: _Timing, stale: frozenset[str], at: float
+    ) -> None:
+        """Keep, for the state's new version, what ``stale`` features and time left valid."""
+        fresh = self._timing_for(
+            state,
+            {n: t for n, t in timing.changes.items() if n not in stale and (t is None or t > at)},
+        )
+        fresh.reached = {
+            key: t
+            for key, t in timing.reached.items()
+            if key[0] not in stale and (t is None or t > at)
+        }
 
     def _timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> _Timing:
         if len(self._timing) >= self.config.memo_size * 16:
@@ -406,30 +421,28 @@ class Engine:
         t = changes[name] = next_change(state, at)
         return t
 
-    def _next_deadline(
-        self, state: CustomerState, at: float, changes: dict[str, float | None]
-    ) -> float | None:
+    def _next_deadline(self, state: CustomerState, at: float, timing: _Timing) -> float | None:
         best = float("inf")
         one = _Pass(state, at)
         for guard, thresholds, others in self._wakers:
             if guard is not None and _holds_not(guard, one):
                 continue  # cannot hold until an event changes the guard
-            best = self._earliest(state, at, changes, thresholds, others, best)
+            best = self._earliest(state, at, timing, thresholds, others, best)
         for t, _ in self._lifecycle_times(state):
             if at < t < best:
                 best = t
         if self.scorer is not None:
-            best = min(best, self._scoring_deadline(state, at, changes, best))
+            best = min(best, self._scoring_deadline(state, at, timing, best))
         return None if best == float("inf") else best
 
     def _scoring_deadline(
-        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
+        self, state: CustomerState, at: float, timing: _Timing, best: float
     ) -> float:
         """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
         due = state.scores.get("snap_due")
         if due is not None and at < due < best:
             best = due
-        best = self._earliest(state, at, changes, self._score_thresholds, self._score_timed, best)
+        best = self._earliest(state, at, timing, self._score_thresholds, self._score_timed, best)
         for name, bounds in self._score_grids:
             feature = FEATURES[name]
             now = feature.compute(state, at)
@@ -439,8 +452,7 @@ class Engine:
                 if feature.crosses is not None:
                     t = feature.crosses(state, at, bound)
                 else:
-                    assert feature.reaches is not None
-                    t = feature.reaches(state, at, int(-(-bound // 1)))
+                    t = self._reach_of(state, at, name, int(-(-bound // 1)), timing.reached)
                 if t is not None and at < t < best:
                     best = t
                 break  # only the next bound up matters
@@ -450,7 +462,7 @@ class Engine:
         self,
         state: CustomerState,
         at: float,
-        changes: dict[str, float | None],
+        timing: _Timing,
         thresholds: tuple[tuple[str, frozenset[int]], ...],
         others: tuple[str, ...],
         best: float,
@@ -458,17 +470,35 @@ class Engine:
         """The earliest of ``best``, the moments day counters reach their thresholds and the
         next changes of ``others``, after ``at``."""
         for name, values in thresholds:
-            reaches = FEATURES[name].reaches
-            assert reaches is not None
             for value in values:
-                t = reaches(state, at, value)
+                t = self._reach_of(state, at, name, value, timing.reached)
                 if t is not None and at < t < best:
                     best = t
         for name in others:
-            t = self._change_of(state, at, name, changes)
+            t = self._change_of(state, at, name, timing.changes)
             if t is not None and at < t < best:
                 best = t
         return best
+
+    @staticmethod
+    def _reach_of(
+        state: CustomerState,
+        at: float,
+        name: str,
+        value: int,
+        reached: dict[tuple[str, int], float | None],
+    ) -> float | None:
+        """When day counter ``name`` reaches ``value`` after ``at``, from ``reached`` or
+        computed into it (a counter that has reached a value stays past it until an event)."""
+        key = (name, value)
+        if key in reached:
+            known = reached[key]
+            if known is None or known > at:
+                return known
+        reaches = FEATURES[name].reaches
+        assert reaches is not None
+        t = reached[key] = reaches(state, at, value)
+        return t
 
     def _lifecycle_times(self, state: CustomerState) -> list[tuple[float, str]]:
         """(time, rule id) of every lifecycle timer: for, keep_firing_for, escalation, …"""

@@ -18,6 +18,7 @@ from schemas import (
     TaskUpdateEvent,
     TicketEvent,
 )
+from streams.clv import ClvModel
 from streams.state import CustomerState, StateConfig, apply_event
 
 CID = "cust-1"
@@ -194,3 +195,19 @@ def event_strategy(days: int = 200, ids: int = 30) -> st.SearchStrategy[InputEve
         st.sampled_from(["acknowledged", "done"]),
     )
     return st.one_of(logins, logins, orders, orders, tickets, contacts, accounts, updates)
+
+
+def clv_model(q: float = 3.6) -> ClvModel:
+    """CDNOW's parameters; q = 1 gives no finite mean spend (the model fits no customer)."""
+    return ClvModel.model_validate(
+        {
+            "fitted_at": "2026-01-01T00:00:00Z",
+            "calibration_end": "2025-12-31",
+            "customers": 1,
+            "repeat_customers": 1,
+            "bgnbd": {"r": 0.25, "alpha": 33.5, "a": 0.72, "b": 2.16},
+            "gamma_gamma": {"p": 6.3, "q": q, "v": 15.0},
+            "log_likelihood": -1.0,
+            "source": "test",
+        }
+    )

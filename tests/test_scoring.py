@@ -17,7 +17,7 @@ from rules.scoring import Scorer
 from streams.features import FEATURES
 from streams.sketch import CutPoints
 from streams.state import CustomerState
-from tests.factories import CID, T0, account, login, order, ticket
+from tests.factories import CID, T0, account, clv_model, login, order, ticket
 
 BASE = DEFAULT_SCORING.read_text(encoding="utf-8")
 RULE = """\
@@ -287,28 +287,10 @@ def test_scorer_without_cut_points_leaves_rfm_scores_unset(tmp_path: Path) -> No
 
 
 # -- regressions found in review -----------------------------------------------------------------
-def _clv_model(q: float) -> Any:
-    """CDNOW's parameters; q = 1 gives no finite mean spend (the model fits no customer)."""
-    from streams.clv import ClvModel
-
-    return ClvModel.model_validate(
-        {
-            "fitted_at": "2026-01-01T00:00:00Z",
-            "calibration_end": "2025-12-31",
-            "customers": 1,
-            "repeat_customers": 1,
-            "bgnbd": {"r": 0.25, "alpha": 33.5, "a": 0.72, "b": 2.16},
-            "gamma_gamma": {"p": 6.3, "q": q, "v": 15.0},
-            "log_likelihood": -1.0,
-            "source": "test",
-        }
-    )
-
-
 def test_a_clv_model_that_does_not_fit_a_customer_is_an_error_not_a_crash(tmp_path: Path) -> None:
     # a rule reads clv_12m: CLV is computed in every scoring step
     text = BASE.replace('when: "revenue_365d >= 1000000.0"', 'when: "clv_12m >= 1000000.0"', 1)
-    engine = scored_engine(tmp_path, text, clv_model=_clv_model(1.0))
+    engine = scored_engine(tmp_path, text, clv_model=clv_model(1.0))
     assert engine.scorer is not None and engine.scorer.clv_eager
     state = CustomerState(CID)
     feed(engine, state, [order(T0, "o1", "paid", "10")])
@@ -320,7 +302,7 @@ def test_a_clv_model_that_does_not_fit_a_customer_is_an_error_not_a_crash(tmp_pa
 def test_clv_nothing_reads_is_computed_for_snapshots_and_its_failure_is_an_error(
     tmp_path: Path,
 ) -> None:
-    engine = scored_engine(tmp_path, clv_model=_clv_model(1.0))
+    engine = scored_engine(tmp_path, clv_model=clv_model(1.0))
     assert engine.scorer is not None and not engine.scorer.clv_eager
     state = CustomerState(CID)
     feed(
@@ -334,7 +316,7 @@ def test_clv_nothing_reads_is_computed_for_snapshots_and_its_failure_is_an_error
     assert snapshot.clv is None
     assert [e.rule_id for e in result.errors] == ["scoring.clv"]
 
-    fitting = scored_engine(tmp_path, clv_model=_clv_model(3.6))
+    fitting = scored_engine(tmp_path, clv_model=clv_model(3.6))
     state = CustomerState(CID)
     feed(
         fitting,

@@ -1,6 +1,8 @@
 """Random timelines with orders, cancellations, tier overrides and cut points: the engine with
-scoring gives the same outputs, snapshots and state bytes with or without sweeps, and with
-dependency tracking or evaluating everything. Seeded, so a failure names its seed."""
+scoring (and a CLV model) gives the same outputs, snapshots and state bytes with or without
+sweeps, with dependency tracking or evaluating everything, and with or without the timing
+cache. Seeded, so a failure names its
+seed."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from rules.loader import RuleSet, load_rules
 from schemas import AlertEvent, InputEvent
 from streams.sketch import CutPoints
 from streams.state import CustomerState
-from tests.factories import CID, T0, account, contact, login, order, ticket
+from tests.factories import CID, T0, account, clv_model, contact, login, order, ticket
 
 PACKS = Path(rules.__file__).resolve().parent / "packs"
 CUTS = CutPoints((5.0, 20.0, 60.0, 200.0), (0.5, 1.0, 2.0, 5.0), (50.0, 100.0, 1e3, 1e4), 100, 0.0)
@@ -47,6 +49,13 @@ rules:
 class EvaluateAll(Engine):
     def _changed(self, *args: Any) -> frozenset[str] | None:
         return None
+
+
+class Uncached(Engine):
+    """Recomputes every next change and threshold time: the timing cache must not matter."""
+
+    def _timing_of(self, state: CustomerState) -> Any:
+        return self._timing_for(state, {})
 
 
 Timeline = list[tuple[float, InputEvent | None]]  # None: a sweep up to that time
@@ -99,7 +108,8 @@ def timeline(rng: random.Random) -> Timeline:
 
 
 def run(cls: type[Engine], ruleset: RuleSet, steps: Timeline, sweeps: bool, cuts: Any) -> Any:
-    engine = cls(ruleset, EngineConfig(snapshot_interval=3600.0), wall_clock=lambda: 0.0)
+    config = EngineConfig(snapshot_interval=3600.0, clv_model=clv_model())
+    engine = cls(ruleset, config, wall_clock=lambda: 0.0)
     engine.set_cut_points(cuts)
     state = CustomerState(CID)
     outs: list[Any] = []
@@ -122,7 +132,8 @@ def run(cls: type[Engine], ruleset: RuleSet, steps: Timeline, sweeps: bool, cuts
         else (o.rule_id, o.status, o.task_id)
         for o in outs
     ]
-    return shown, [(s.as_of, s.event, s.tier, s.health) for s in snaps], state.to_bytes()
+    shown_snaps = [(s.as_of, s.event, s.tier, s.health, s.rfm, s.clv) for s in snaps]
+    return shown, shown_snaps, state.to_bytes()
 
 
 @pytest.fixture(scope="module", params=["builtin", "trend-tiers"])
@@ -142,5 +153,7 @@ def test_sweeps_and_tracking_change_nothing(ruleset: RuleSet, seed: int) -> None
     swept = run(Engine, ruleset, steps, True, cuts)
     plain = run(Engine, ruleset, steps, False, cuts)
     everything = run(EvaluateAll, ruleset, steps, False, cuts)
+    uncached = run(Uncached, ruleset, steps, True, cuts)
     assert swept == plain
     assert everything == plain
+    assert uncached == swept
