@@ -55,8 +55,6 @@ SNAPSHOT_FEATURES = (
     "days_to_renewal",
     "tenure_days",
 )
-MARK_SCORES = frozenset({"tier", "lifecycle_stage", "rfm_r_score", "rfm_f_score", "rfm_m_score"})
-"""Score features whose change makes a snapshot (besides health, at-risk and open alerts)."""
 MAX_STEPS_PER_ADVANCE = 1000
 MAX_SETTLE_ROUNDS = 3
 PRIORITY_BY_SEVERITY = {
@@ -209,8 +207,9 @@ class Engine:
         self._shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
         self._timing: dict[str, _Timing] = {}
         scoring = rules.scoring
+        shown = frozenset().union(*self._shown.values())
         self.scorer = (
-            Scorer(scoring, limit, self.config.clv_model, read_elsewhere=rules.inputs)
+            Scorer(scoring, limit, self.config.clv_model, read_elsewhere=rules.inputs | shown)
             if scoring is not None
             else None
         )
@@ -251,13 +250,6 @@ class Engine:
                     and n not in grid_only
                 )
             )
-        # what a snapshot's mark reads, when events and time cannot change it unseen (the
-        # at-risk flag reads no time-changing feature); None: check the mark every time
-        self._mark_inputs: frozenset[str] | None = None
-        if scoring is not None:
-            risk = frozenset(scoring.at_risk.variables())
-            if not any(FEATURES[n].changes_with_time for n in risk):
-                self._mark_inputs = risk | MARK_SCORES
         # what rules and scoring read; scoring is skipped while none of its inputs changed
         self._score_inputs = scoring.inputs if scoring is not None else frozenset()
         inputs = rules.inputs | self._score_inputs
@@ -629,7 +621,7 @@ class Engine:
                 break
             self._round(one, frozenset(), result, self._alert_dependent)
         if self.scorer is not None:
-            self._snapshot(one, result, tier_change, changed)
+            self._snapshot(one, result, tier_change)
         result.eval_seconds = time.perf_counter() - started
         return result
 
@@ -639,7 +631,6 @@ class Engine:
         one: _Pass,
         result: Result,
         tier_change: tuple[str, str] | None,
-        changed: frozenset[str] | None,
     ) -> None:
         """Emit a snapshot if something material changed and the interval allows it."""
         assert self.scorer is not None
@@ -647,21 +638,20 @@ class Engine:
         open_alerts = sorted(
             rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
         )
+        at_risk = self.scorer.at_risk(one.value)
         last = scores.get("snap")
         health = scores.get("health", 0)
-        if (
-            changed is not None
-            and tier_change is None
-            and last is not None
-            and self._mark_inputs is not None
-            and "snap_due" not in scores
-            and last.get("def") == scores.get("def")
-            and changed.isdisjoint(self._mark_inputs)
-            and open_alerts == last["mark"]["alerts"]
-            and abs(health - last["health"]) < self.config.snapshot_health_delta
-        ):
-            return  # the last evaluation found nothing material, and nothing it saw moved
-        at_risk = self.scorer.at_risk(one.value)
+        if tier_change is None and last is not None and "snap_due" not in scores:
+            seen = last["mark"]  # the common case first, without building a new mark
+            if (
+                seen["tier"] == scores.get("tier")
+                and seen["stage"] == scores.get("stage")
+                and seen["risk"] == at_risk
+                and seen["alerts"] == open_alerts
+                and seen["rfm"] == [scores.get("r", 0), scores.get("f", 0), scores.get("m", 0)]
+                and abs(health - last["health"]) < self.config.snapshot_health_delta
+            ):
+                return
         mark = {
             "tier": scores.get("tier"),
             "stage": scores.get("stage"),
@@ -682,7 +672,7 @@ class Engine:
             scores["snap_due"] = due  # material, but too soon: emit when the interval is over
             return
         scores.pop("snap_due", None)
-        scores["snap"] = {"at": one.at, "mark": mark, "health": health, "def": scores.get("def")}
+        scores["snap"] = {"at": one.at, "mark": mark, "health": health}
         if not self.scorer.clv_eager:
             try:
                 self.scorer.update_clv(one.state, one.at, scores)

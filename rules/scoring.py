@@ -117,7 +117,8 @@ class Scorer:
 
     A step recomputes only the parts (stage, profile, each factor, tier) whose inputs may
     have changed; the others keep their stored results, so the outcome is the same as
-    recomputing everything.
+    recomputing everything. ``read_elsewhere``: features the rules read (conditions and
+    templates); CLV is computed in every step only when they, or scoring itself, read it.
     """
 
     def __init__(
@@ -157,7 +158,8 @@ class Scorer:
         self._bg = model.bg() if model else None
         self._gg = model.gg() if model else None
         # CLV that nothing reads is computed for snapshots only (it moves every day)
-        self.clv_eager = not CLV_FEATURES.isdisjoint(self._inputs | read_elsewhere)
+        read = self._inputs | _names(scoring.at_risk) | read_elsewhere
+        self.clv_eager = not CLV_FEATURES.isdisjoint(read)
         # stored parts computed under other definitions are recomputed in full
         self._digest = hashlib.blake2b(
             scoring.spec.model_dump_json().encode(), digest_size=6

@@ -17,7 +17,7 @@ from rules.scoring import Scorer
 from streams.features import FEATURES
 from streams.sketch import CutPoints
 from streams.state import CustomerState
-from tests.factories import CID, T0, account, clv_model, login, order, ticket
+from tests.factories import CID, T0, account, clv_model, contact, login, order, ticket
 
 BASE = DEFAULT_SCORING.read_text(encoding="utf-8")
 RULE = """\
@@ -417,3 +417,52 @@ def test_factors_on_the_same_feature_all_wake_the_customer(tmp_path: Path) -> No
     due = engine.next_deadline(state)
     # gap 10 days: 1.2 x 10 = 12 days after the last order, before the 1.5 step (15 days)
     assert due is not None and due <= (T0 + timedelta(days=32)).timestamp()
+
+
+# -- regressions found in the review of the cheaper step -------------------------------------
+@pytest.mark.parametrize(
+    ("at_risk", "summary"),
+    [('"p_alive < 0.9"', '"x"'), ('"open_high_alerts > 0"', '"CLV {{ clv_12m }}"')],
+)
+def test_clv_read_by_at_risk_or_a_template_is_computed_in_every_step(
+    tmp_path: Path, at_risk: str, summary: str
+) -> None:
+    text = BASE.replace('at_risk: "open_high_alerts > 0"', f"at_risk: {at_risk}", 1)
+    rules = scoring_file(tmp_path, RULE.replace('summary: "x"', f"summary: {summary}"), "r.yaml")
+    engine = Engine(
+        load_rules([rules, scoring_file(tmp_path, text)]),
+        EngineConfig(clv_model=clv_model()),
+        wall_clock=lambda: 0.0,
+    )
+    assert engine.scorer is not None and engine.scorer.clv_eager
+    state = CustomerState(CID)
+    feed(
+        engine,
+        state,
+        [order(T0, "o1", "paid", "10"), order(T0 + timedelta(days=3), "o2", "paid", "20")],
+    )
+    assert 0.0 < state.scores["p_alive"] < 1.0  # as of the last step, not of a snapshot
+
+
+def test_a_sweep_that_prunes_a_departure_clears_at_risk(tmp_path: Path) -> None:
+    # at_risk reads a feature that pruning changes during a sweep: the snapshot check must
+    # see it although no event (and no time-changing feature) moved it
+    text = BASE.replace(
+        'at_risk: "open_high_alerts > 0"', "at_risk: \"last_departed_contact != ''\"", 1
+    )
+    core = DEFAULT_SCORING.parent / "core.yaml"  # its rules wake the customer daily
+    engine = Engine(
+        load_rules([core, scoring_file(tmp_path, text)]),
+        EngineConfig(snapshot_interval=0.0),
+        wall_clock=lambda: 0.0,
+    )
+    state = CustomerState(CID)
+    feed(
+        engine, state, [account(T0), contact(T0 + timedelta(hours=1), "c1", "departed", name="Ada")]
+    )
+    assert state.scores["snap"]["mark"]["risk"] is True
+    cleared = []
+    for day in range(1, 121):
+        result = engine.advance(state, (T0 + timedelta(days=day)).timestamp())
+        cleared += [s for s in result.snapshots if "risk" in s.reasons]
+    assert [s.at_risk for s in cleared] == [False]
