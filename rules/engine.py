@@ -307,7 +307,7 @@ class Engine:
         timing = self._timing_of(state)
         changes = timing.changes
         kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
-        if previous is not None:
+        if previous is not None and at > previous:
             # next changes from the state before the event: applying it also prunes what
             # aged out, and a month that left a window is then no longer there to be seen
             for name in self._time_inputs:

@@ -19,7 +19,7 @@ from typing import Any
 
 import cel
 
-from rules.memo import Memo
+from rules.memo import MISS, Memo
 from rules.scoring_model import Factor, Scoring
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
@@ -229,9 +229,8 @@ class Scorer:
             key = _KEY_OF.get(name)
             if key is None:
                 return value(name)
-            if key == "tier_since":
-                return FEATURES[name].compute(state, at)
-            return new.get(key, FEATURES[name].compute(state, at))
+            found = new.get(key, MISS) if key != "tier_since" else MISS
+            return FEATURES[name].compute(state, at) if found is MISS else found
 
         def part(name: str, compute: Callable[[], Any], default: Any) -> Any:
             try:
@@ -256,11 +255,12 @@ class Scorer:
         for factor, value_of, missing_of, inputs in self._factors:
             if full or not moved.isdisjoint(inputs):
                 factor_id = factor.spec.id
-                entry = points[factor_id] = part(
-                    f"health.{factor_id}",
-                    lambda f=factor, v=value_of, m=missing_of: self._factor(f, v, m, read),  # type: ignore[misc]
-                    points.get(factor_id),
-                )
+                try:
+                    entry = self._factor(factor, value_of, missing_of, read)
+                except _CEL_ERRORS as exc:
+                    outcome.errors.append((f"health.{factor_id}", str(exc)))
+                    entry = points.get(factor_id)
+                points[factor_id] = entry
                 if not rescore and not _same_points(entry, old_points.get(factor_id)):
                     rescore = True
         new["fp"] = points
@@ -402,13 +402,13 @@ class Scorer:
         today = day_of(at)
         if new.get("hd_day") == today and new.get("hd_last") == health:
             return  # already recorded today with this score
-        trend_days = self.scoring.spec.health.trend_days
-        days = {int(d): h for d, h in new.get("hd", {}).items()}
-        days[today] = health
-        reference = max((d for d in days if d <= today - trend_days), default=None)
-        new["trend"] = 0 if reference is None else health - days[reference]
-        floor = reference if reference is not None else today - trend_days
-        new["hd"] = {str(d): h for d, h in sorted(days.items()) if d >= floor}
+        # [[day, health], ...], oldest first: the last sample of each day with one
+        days: list[list[int]] = [[d, h] for d, h in new.get("hd", ()) if d < today]
+        days.append([today, health])
+        cutoff = today - self.scoring.spec.health.trend_days
+        reference = next((i for i in range(len(days) - 1, -1, -1) if days[i][0] <= cutoff), None)
+        new["trend"] = 0 if reference is None else health - days[reference][1]
+        new["hd"] = days[reference:] if reference is not None else days
         new["hd_day"] = today
         new["hd_last"] = health
 
