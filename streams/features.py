@@ -19,7 +19,15 @@ from math import inf, nextafter
 from typing import Any
 
 from schemas import EVENT_KINDS
-from streams.state import DAY, CustomerState, day_of, month_of, month_start, window_sum
+from streams.state import (
+    DAY,
+    DEPARTURES_KEPT_S,
+    CustomerState,
+    day_of,
+    month_of,
+    month_start,
+    window_sum,
+)
 
 EVENTS = frozenset(EVENT_KINDS)
 """Every input event kind ("login", "order", …): what can change ``first_seen_at``."""
@@ -283,7 +291,17 @@ def _departed_30d_next(s: CustomerState, at: float) -> float | None:
 
 
 def _last_departed(s: CustomerState, at: float) -> str:
-    return s.departures[-1][2] if s.departures else ""
+    # departures are sorted by time and kept DEPARTURES_KEPT_S: pruning never changes this
+    if not s.departures or s.departures[-1][0] < at - DEPARTURES_KEPT_S:
+        return ""
+    return s.departures[-1][2]
+
+
+def _last_departed_next(s: CustomerState, at: float) -> float | None:
+    if not _last_departed(s, at):
+        return None
+    ts = s.departures[-1][0]
+    return _first_after(at, ts + DEPARTURES_KEPT_S, lambda t: ts < t - DEPARTURES_KEPT_S)
 
 
 # -- orders, CSAT, alerts ----------------------------------------------------------------------
@@ -525,10 +543,11 @@ _CATALOGUE: tuple[Feature, ...] = (
     Feature(
         "last_departed_contact",
         str,
-        "name of the key contact who left most recently ('' if none)",
+        "name of the key contact who left most recently, within 90 days ('' if none)",
         _last_departed,
-        # any event prunes departures older than 90 days
-        depends_on=EVENTS,
+        changes_with_time=True,
+        depends_on=CONTACT,
+        next_change=_last_departed_next,
     ),
     Feature(
         "days_since_last_order",

@@ -149,6 +149,10 @@ def test_key_contacts_departed_30d_window_edges() -> None:
     assert one(state, left + 30 * DAY - 1, "key_contacts_departed_30d") == 1
     assert one(state, left + 30 * DAY, "key_contacts_departed_30d") == 0
     assert one(state, left + 30 * DAY, "last_departed_contact") == "Ada"
+    gone = left + 90 * DAY  # kept 90 days, like the state keeps departures
+    assert one(state, gone, "last_departed_contact") == "Ada"
+    assert one(state, nextafter(gone, inf), "last_departed_contact") == ""
+    assert next_change(state, left, frozenset({"last_departed_contact"})) == nextafter(gone, inf)
 
 
 def test_key_contacts_departed_30d_counts_each_departure() -> None:
@@ -489,7 +493,6 @@ def test_kinds_changing() -> None:
         "days_since_last_login",
         "days_since_last_order",
         "tenure_days",
-        "last_departed_contact",
     }
     assert KINDS_CHANGING["task_update"] == since_first_seen
     assert KINDS_CHANGING["alerts"] == {"open_high_alerts"}
