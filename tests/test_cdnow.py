@@ -184,16 +184,21 @@ def test_csv_columns_are_mapped_and_checked(tmp_path: Path) -> None:
         list(read_csv(path, CsvColumns(customer="client", date="day", delimiter=";")))
 
 
-def test_import_refuses_a_bad_file_before_sending_anything(tmp_path: Path) -> None:
-    path = tmp_path / "orders.txt"
-    path.write_text("1 19970101 1 5.00\n2 19970102 x 3.00 extra\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "agents", "import", "cdnow", str(path)],
+def import_without_broker(*args: str) -> subprocess.CompletedProcess[str]:
+    """`churnguard import ARGS` pointed at a port where no broker listens."""
+    return subprocess.run(
+        [sys.executable, "-m", "agents", "import", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "CHURNGUARD_BROKER": "kafka://127.0.0.1:1"},
         check=False,
     )
+
+
+def test_import_refuses_a_bad_file_before_sending_anything(tmp_path: Path) -> None:
+    path = tmp_path / "orders.txt"
+    path.write_text("1 19970101 1 5.00\n2 19970102 x 3.00 extra\n")
+    done = import_without_broker("cdnow", str(path))
     assert done.returncode == 2
     assert "orders.txt:2: expected 4 columns" in done.stderr
 
@@ -221,12 +226,6 @@ def test_same_named_files_do_not_share_ids_and_a_short_row_is_an_error(tmp_path:
 def test_import_refuses_a_currency_without_a_rate(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_text("customer_id,date,amount,cur\nc1,2024-01-05,10,JPY\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "agents", "import", "csv", str(path), "--currency-col", "cur"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CHURNGUARD_BROKER": "kafka://127.0.0.1:1"},
-        check=False,
-    )
+    done = import_without_broker("csv", str(path), "--currency-col", "cur")
     assert done.returncode == 2
     assert "no rate for JPY" in done.stderr
