@@ -176,8 +176,6 @@ class _Timing:
 
     version: tuple[float | None, str | None]
     changes: dict[str, float | None]
-    # (day counter, value) -> when it reaches the value (None: it has, or never will)
-    reached: dict[tuple[str, int], float | None] = field(default_factory=dict)
     deadline: float | None = None
     has_deadline: bool = False
 
@@ -360,7 +358,7 @@ class Engine:
             return None
         timing = self._timing_of(state)
         if not timing.has_deadline:
-            timing.deadline = self._next_deadline(state, at, timing)
+            timing.deadline = self._next_deadline(state, at, timing.changes)
             timing.has_deadline = True
         return timing.deadline
 
@@ -380,15 +378,10 @@ class Engine:
         self, state: CustomerState, timing: _Timing, stale: frozenset[str], at: float
     ) -> None:
         """Keep, for the state's new version, what ``stale`` features and time left valid."""
-        fresh = self._timing_for(
+        self._timing_for(
             state,
             {n: t for n, t in timing.changes.items() if n not in stale and (t is None or t > at)},
         )
-        fresh.reached = {
-            key: t
-            for key, t in timing.reached.items()
-            if key[0] not in stale and (t is None or t > at)
-        }
 
     def _timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> _Timing:
         if len(self._timing) >= self.config.memo_size * 16:
@@ -413,28 +406,30 @@ class Engine:
         t = changes[name] = next_change(state, at)
         return t
 
-    def _next_deadline(self, state: CustomerState, at: float, timing: _Timing) -> float | None:
+    def _next_deadline(
+        self, state: CustomerState, at: float, changes: dict[str, float | None]
+    ) -> float | None:
         best = float("inf")
         one = _Pass(state, at)
         for guard, thresholds, others in self._wakers:
             if guard is not None and _holds_not(guard, one):
                 continue  # cannot hold until an event changes the guard
-            best = self._earliest(state, at, timing, thresholds, others, best)
+            best = self._earliest(state, at, changes, thresholds, others, best)
         for t, _ in self._lifecycle_times(state):
             if at < t < best:
                 best = t
         if self.scorer is not None:
-            best = min(best, self._scoring_deadline(state, at, timing, best))
+            best = min(best, self._scoring_deadline(state, at, changes, best))
         return None if best == float("inf") else best
 
     def _scoring_deadline(
-        self, state: CustomerState, at: float, timing: _Timing, best: float
+        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
     ) -> float:
         """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
         due = state.scores.get("snap_due")
         if due is not None and at < due < best:
             best = due
-        best = self._earliest(state, at, timing, self._score_thresholds, self._score_timed, best)
+        best = self._earliest(state, at, changes, self._score_thresholds, self._score_timed, best)
         for name, bounds in self._score_grids:
             feature = FEATURES[name]
             now = feature.compute(state, at)
@@ -444,7 +439,8 @@ class Engine:
                 if feature.crosses is not None:
                     t = feature.crosses(state, at, bound)
                 else:
-                    t = self._reach_of(state, at, name, int(-(-bound // 1)), timing.reached)
+                    assert feature.reaches is not None
+                    t = feature.reaches(state, at, int(-(-bound // 1)))
                 if t is not None and at < t < best:
                     best = t
                 break  # only the next bound up matters
@@ -454,7 +450,7 @@ class Engine:
         self,
         state: CustomerState,
         at: float,
-        timing: _Timing,
+        changes: dict[str, float | None],
         thresholds: tuple[tuple[str, frozenset[int]], ...],
         others: tuple[str, ...],
         best: float,
@@ -462,35 +458,17 @@ class Engine:
         """The earliest of ``best``, the moments day counters reach their thresholds and the
         next changes of ``others``, after ``at``."""
         for name, values in thresholds:
+            reaches = FEATURES[name].reaches
+            assert reaches is not None
             for value in values:
-                t = self._reach_of(state, at, name, value, timing.reached)
+                t = reaches(state, at, value)
                 if t is not None and at < t < best:
                     best = t
         for name in others:
-            t = self._change_of(state, at, name, timing.changes)
+            t = self._change_of(state, at, name, changes)
             if t is not None and at < t < best:
                 best = t
         return best
-
-    @staticmethod
-    def _reach_of(
-        state: CustomerState,
-        at: float,
-        name: str,
-        value: int,
-        reached: dict[tuple[str, int], float | None],
-    ) -> float | None:
-        """When day counter ``name`` reaches ``value`` after ``at``, from ``reached`` or
-        computed into it (a counter that has reached a value stays past it until an event)."""
-        key = (name, value)
-        if key in reached:
-            known = reached[key]
-            if known is None or known > at:
-                return known
-        reaches = FEATURES[name].reaches
-        assert reaches is not None
-        t = reached[key] = reaches(state, at, value)
-        return t
 
     def _lifecycle_times(self, state: CustomerState) -> list[tuple[float, str]]:
         """(time, rule id) of every lifecycle timer: for, keep_firing_for, escalation, …"""
