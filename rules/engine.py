@@ -239,13 +239,18 @@ class Engine:
             grid_only = {n for n in grids if n not in elsewhere}
             self._score_thresholds = tuple(sorted(scoring.thresholds.items()))
             self._score_grids = tuple(sorted((n, g) for n, g in grids.items() if g))
+            # and the at-risk flag's time-changing inputs: its flip is a snapshot reason
+            risk_timed = {n for n in scoring.at_risk.variables() if FEATURES[n].changes_with_time}
             self._score_timed = tuple(
                 sorted(
-                    n
-                    for n in scoring.inputs
-                    if FEATURES[n].changes_with_time
-                    and n not in scoring.thresholds
-                    and n not in grid_only
+                    {
+                        n
+                        for n in scoring.inputs
+                        if FEATURES[n].changes_with_time
+                        and n not in scoring.thresholds
+                        and n not in grid_only
+                    }
+                    | risk_timed
                 )
             )
         # what rules and scoring read; scoring is skipped while none of its inputs changed

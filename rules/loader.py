@@ -18,7 +18,7 @@ from rules.model import Rule, RulePack
 from rules.scoring import NOT_READABLE, CompiledFactor, CompiledScoring
 from rules.scoring_model import Scoring
 from rules.templates import placeholders
-from streams.features import FEATURES
+from streams.features import CATALOGUE_VERSION, FEATURES
 
 
 @dataclass(frozen=True)
@@ -235,7 +235,7 @@ def load_rules(paths: Iterable[Path], default_scoring: bool = True) -> RuleSet:
     )
     if problems:
         raise RulePackError(sorted(problems, key=lambda p: (p.file, p.line)))
-    digest = hashlib.blake2b(digest_size=8)
+    digest = hashlib.blake2b(CATALOGUE_VERSION.encode(), digest_size=8)
     for done in compiled:
         digest.update(done.rule.model_dump_json().encode())
     if compiled_scoring is not None:

@@ -34,6 +34,9 @@ EVENTS = frozenset(EVENT_KINDS)
 SOURCES = EVENTS | {"alerts", "scores"}
 """Everything a feature value can depend on besides time ("scores": the scoring step)."""
 
+CATALOGUE_VERSION = "2026-11-23"
+"""Part of the rules fingerprint stored with each deadline: change it when a feature's value
+or time behaviour changes, so workers recompute deadlines written by older code."""
 WEEKS_COMPARED = 8
 MAX_DAYS = 1_000_000  # day counters are not followed further (~2700 years)
 HIGH_SEVERITIES = frozenset({"high", "critical"})

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import rules
+from rules import loader
 from rules.loader import Problem, RulePackError, load_rules, pack_files, thresholds
 
 CORE_PACK = Path(rules.__file__).resolve().parent / "packs" / "core.yaml"
@@ -369,3 +370,14 @@ def test_fingerprint_changes_with_the_rules(tmp_path: Path) -> None:
     assert first == load_rules([write(tmp_path, "a.yaml", GOOD)]).fingerprint
     changed = load_rules([write(tmp_path, "a.yaml", GOOD.replace("> 0", "> 1"))]).fingerprint
     assert len(first) == 8 and changed != first
+
+
+def test_fingerprint_changes_with_the_feature_catalogue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deadlines stored under an older catalogue (a feature that now changes with time) must
+    # be recomputed: the catalogue version is part of the fingerprint stored with them
+    path = write(tmp_path, "a.yaml", GOOD)
+    before = load_rules([path]).fingerprint
+    monkeypatch.setattr(loader, "CATALOGUE_VERSION", "next")
+    assert load_rules([path]).fingerprint != before

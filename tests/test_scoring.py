@@ -444,25 +444,25 @@ def test_clv_read_by_at_risk_or_a_template_is_computed_in_every_step(
     assert 0.0 < state.scores["p_alive"] < 1.0  # as of the last step, not of a snapshot
 
 
-def test_a_sweep_that_prunes_a_departure_clears_at_risk(tmp_path: Path) -> None:
-    # at_risk reads a feature that pruning changes during a sweep: the snapshot check must
-    # see it although no event (and no time-changing feature) moved it
+def test_at_risk_on_a_departure_clears_when_it_ages_out_without_other_wake_ups(
+    tmp_path: Path,
+) -> None:
+    # review findings: the flag read a feature pruning changed unseen, and its time-changing
+    # inputs woke nobody; it now flips exactly when the departure is 90 days old
     text = BASE.replace(
         'at_risk: "open_high_alerts > 0"', "at_risk: \"last_departed_contact != ''\"", 1
     )
-    core = DEFAULT_SCORING.parent / "core.yaml"  # its rules wake the customer daily
-    engine = Engine(
-        load_rules([core, scoring_file(tmp_path, text)]),
-        EngineConfig(snapshot_interval=0.0),
-        wall_clock=lambda: 0.0,
-    )
+    engine = scored_engine(tmp_path, text, snapshot_interval=0.0)
     state = CustomerState(CID)
-    feed(
-        engine, state, [account(T0), contact(T0 + timedelta(hours=1), "c1", "departed", name="Ada")]
-    )
+    left = T0 + timedelta(hours=1)
+    feed(engine, state, [account(T0), contact(left, "c1", "departed", name="Ada")])
     assert state.scores["snap"]["mark"]["risk"] is True
-    cleared = []
-    for day in range(1, 121):
-        result = engine.advance(state, (T0 + timedelta(days=day)).timestamp())
-        cleared += [s for s in result.snapshots if "risk" in s.reasons]
+    cleared = [
+        s
+        for s in engine.advance(state, (T0 + timedelta(days=200)).timestamp()).snapshots
+        if "risk" in s.reasons
+    ]
     assert [s.at_risk for s in cleared] == [False]
+    assert cleared[0].as_of.timestamp() == pytest.approx(
+        (left + timedelta(days=90)).timestamp(), abs=1e-3
+    )
