@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import orjson
 
-from schemas import OrderEvent
+from schemas import OrderEvent, encode
 from streams.clv import (
     BgNbdParams,
     ClvModel,
@@ -214,7 +213,7 @@ async def _publish(settings: Settings, events: list[OrderEvent]) -> int:
         deliveries = [
             await producer.send(
                 settings.topic_orders,
-                orjson.dumps(event.model_dump(mode="json")),
+                encode(event),
                 key=event.customer_id.encode(),
                 partition=partition_for(event.customer_id, settings.partitions),
             )

@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from streams.features import purchase_history
 from streams.settings import Settings
-from streams.sketch import CutPoints, RfmSketch, cut_points, merge_all
+from streams.sketch import CutPoints, RfmSketch, cut_points, merge_sketches
 from streams.state import CustomerState, day_of
 
 log = logging.getLogger("churnguard.rfm")
@@ -48,10 +48,6 @@ class RfmPopulation:
         """Drop a revoked partition (its next owner summarises it)."""
         self._points.pop(partition, None)
 
-    def customers(self, partition: int) -> int:
-        """Customers with an order known in ``partition``."""
-        return len(self._points.get(partition, {}))
-
     def sketch(self, partition: int, now: float) -> RfmSketch:
         """The partition's summary, recency in whole days up to ``now``."""
         sketch = RfmSketch(partition=partition, as_of=now)
@@ -63,17 +59,15 @@ class RfmPopulation:
 
 def merged_cut_points(summaries: Mapping[bytes, bytes]) -> CutPoints | None:
     """Cut points of all partitions' summaries in the global table (unreadable ones skipped)."""
-    good: list[bytes] = []
+    good: list[RfmSketch] = []
     for key, raw in summaries.items():
         if not raw:
             continue
         try:
-            RfmSketch.from_bytes(raw)
+            good.append(RfmSketch.from_bytes(raw))
         except ValueError as exc:
             log.warning("rfm_summary_unreadable key=%r error=%s action=skipped", key, exc)
-            continue
-        good.append(raw)
-    return cut_points(merge_all(good)) if good else None
+    return cut_points(merge_sketches(good)) if good else None
 
 
 async def read_rfm_summaries(settings: Settings, into: dict[bytes, bytes]) -> None:

@@ -20,7 +20,7 @@ from faust.types import TP, AppT, EventT
 
 from agents.metrics import Metrics
 from agents.rfm_population import RfmPopulation, merged_cut_points
-from rules.engine import Engine, Output, Result
+from rules.engine import TIER_CHANGED, Engine, Output, Result
 from schemas import (
     AlertEvent,
     CustomerHealth,
@@ -376,7 +376,7 @@ class Pipeline:
                 out.alert_id,
             )
             self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
-            if out.status == "notice" and out.rule_id == "tier_changed":
+            if out.status == "notice" and out.rule_id == TIER_CHANGED:
                 moved = out.evidence
                 self.metrics.tiers_changed.labels(moved["from"], moved["to"]).inc()
         else:

@@ -24,7 +24,7 @@ from rules.calendar import BusinessCalendar
 from rules.loader import CompiledRule, RuleSet
 from rules.memo import MISS, Memo
 from rules.model import TaskSpec
-from rules.scoring import SCORE_KEYS, Scorer
+from rules.scoring import CompiledScoring, Scorer
 from rules.templates import placeholders, render
 from schemas import (
     EVENT_KINDS,
@@ -211,48 +211,9 @@ class Engine:
             if scoring is not None
             else None
         )
-        self._score_thresholds: tuple[tuple[str, frozenset[int]], ...] = ()
-        self._score_grids: tuple[tuple[str, tuple[float, ...]], ...] = ()
-        self._score_timed: tuple[str, ...] = ()
-        if scoring is not None:
-            bounds: dict[str, set[float]] = {}
-            for f in scoring.factors:
-                name = f.bare_feature
-                if name is None:
-                    continue
-                timed = FEATURES[name]
-                if timed.crosses is not None or (
-                    timed.reaches is not None and not timed.counts_down
-                ):  # every factor on the feature adds its steps
-                    bounds.setdefault(name, set()).update(
-                        step.below for step in f.spec.grid if step.below is not None
-                    )
-            grids = {name: tuple(sorted(b)) for name, b in bounds.items()}
-            bare = {f.value for f in scoring.factors if f.bare_feature in grids}
-            elsewhere: set[str] = set()
-            programs = [p for _, p in (*scoring.tiers, *scoring.stages) if p is not None]
-            programs += [f.missing_when for f in scoring.factors if f.missing_when is not None]
-            programs += [f.value for f in scoring.factors if f.value not in bare]
-            programs += [p for _, p, _ in scoring.profiles]
-            for program in programs:
-                elsewhere.update(program.variables())
-            grid_only = {n for n in grids if n not in elsewhere}
-            self._score_thresholds = tuple(sorted(scoring.thresholds.items()))
-            self._score_grids = tuple(sorted((n, g) for n, g in grids.items() if g))
-            # and the at-risk flag's time-changing inputs: its flip is a snapshot reason
-            risk_timed = {n for n in scoring.at_risk.variables() if FEATURES[n].changes_with_time}
-            self._score_timed = tuple(
-                sorted(
-                    {
-                        n
-                        for n in scoring.inputs
-                        if FEATURES[n].changes_with_time
-                        and n not in scoring.thresholds
-                        and n not in grid_only
-                    }
-                    | risk_timed
-                )
-            )
+        self._score_thresholds, self._score_grids, self._score_timed = (
+            _scoring_wakeups(scoring) if scoring is not None else ((), (), ())
+        )
         # what rules and scoring read; scoring is skipped while none of its inputs changed
         self._score_inputs = scoring.inputs if scoring is not None else frozenset()
         inputs = rules.inputs | self._score_inputs
@@ -587,7 +548,7 @@ class Engine:
             outcome = self.scorer.step(
                 one.state, one.at, one.value, changed if score_changed is None else score_changed
             )
-            for name in SCORE_KEYS.values():  # computed before the step: stale now
+            for name in _SCORE_FEATURES:  # computed before the step: stale now
                 one.values.pop(name, None)
             if changed is not None:
                 changed = changed | outcome.changed
@@ -624,17 +585,6 @@ class Engine:
         at_risk = self.scorer.at_risk(one.value)
         last = scores.get("snap")
         health = scores.get("health", 0)
-        if tier_change is None and last is not None and "snap_due" not in scores:
-            seen = last["mark"]  # the common case first, without building a new mark
-            if (
-                seen["tier"] == scores.get("tier")
-                and seen["stage"] == scores.get("stage")
-                and seen["risk"] == at_risk
-                and seen["alerts"] == open_alerts
-                and seen["rfm"] == [scores.get("r", 0), scores.get("f", 0), scores.get("m", 0)]
-                and abs(health - last["health"]) < self.config.snapshot_health_delta
-            ):
-                return
         mark = {
             "tier": scores.get("tier"),
             "stage": scores.get("stage"),
@@ -1092,6 +1042,44 @@ class Engine:
 
 
 _SCORE_FEATURES = KINDS_CHANGING["scores"]
+
+
+def _scoring_wakeups(
+    scoring: CompiledScoring,
+) -> tuple[
+    tuple[tuple[str, frozenset[int]], ...],
+    tuple[tuple[str, tuple[float, ...]], ...],
+    tuple[str, ...],
+]:
+    """What wakes a customer for scoring: (day counter, threshold values) compared only with
+    literals, (bare factor feature, its grid steps), and other time-changing inputs."""
+    bounds: dict[str, set[float]] = {}
+    for f in scoring.factors:
+        name = f.bare_feature
+        if name is None:
+            continue
+        timed = FEATURES[name]
+        if timed.crosses is not None or (
+            timed.reaches is not None and not timed.counts_down
+        ):  # every factor on the feature adds its steps
+            bounds.setdefault(name, set()).update(
+                step.below for step in f.spec.grid if step.below is not None
+            )
+    grids = {name: tuple(sorted(b)) for name, b in bounds.items()}
+    bare = {f.value for f in scoring.factors if f.bare_feature in grids}
+    programs = [p for _, p in (*scoring.tiers, *scoring.stages) if p is not None]
+    programs += [f.missing_when for f in scoring.factors if f.missing_when is not None]
+    programs += [f.value for f in scoring.factors if f.value not in bare]
+    programs += [p for _, p, _ in scoring.profiles]
+    elsewhere = set().union(*(p.variables() for p in programs))
+    grid_only = {n for n in grids if n not in elsewhere}
+    others = {n for n in scoring.inputs if n not in scoring.thresholds and n not in grid_only}
+    others |= set(scoring.at_risk.variables())  # its flip is a snapshot reason
+    return (
+        tuple(sorted(scoring.thresholds.items())),
+        tuple(sorted((n, g) for n, g in grids.items() if g)),
+        tuple(sorted(n for n in others if FEATURES[n].changes_with_time)),
+    )
 
 
 def _template_names(rule: CompiledRule) -> set[str]:

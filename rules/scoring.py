@@ -23,7 +23,7 @@ from rules.memo import MISS, Memo
 from rules.scoring_model import Factor, Scoring
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
-from streams.sketch import CutPoints, score
+from streams.sketch import CutPoints
 from streams.state import CustomerState, day_of
 
 TIER_FEATURES = frozenset({"tier", "previous_tier", "tier_downgraded", "days_since_tier_change"})
@@ -146,19 +146,13 @@ class Scorer:
         self._stage_inputs = _names(*(p for _, p in scoring.stages))
         self._tier_inputs = _names(*(p for _, p in scoring.tiers))
         self._profile_inputs = _names(*(p for _, p, _ in scoring.profiles))
-        self._inputs = (
-            self._stage_inputs
-            | self._tier_inputs
-            | self._profile_inputs
-            | frozenset().union(*(inputs for *_, inputs in self._factors))
-        )
         self._default_weights = {f.spec.id: f.spec.weight for f in scoring.factors}
         self._rank = scoring.rank
         self._at_risk = Memo(scoring.at_risk, memo_size)
         self._bg = model.bg() if model else None
         self._gg = model.gg() if model else None
         # CLV that nothing reads is computed for snapshots only (it moves every day)
-        read = self._inputs | _names(scoring.at_risk) | read_elsewhere
+        read = scoring.inputs | _names(scoring.at_risk) | read_elsewhere
         self.clv_eager = not CLV_FEATURES.isdisjoint(read)
         # stored parts computed under other definitions are recomputed in full
         self._digest = hashlib.blake2b(
@@ -334,9 +328,7 @@ class Scorer:
         assert history is not None
         x, t_x, age, m = history
         if cuts is not None:
-            new["r"] = score(age - t_x, cuts.recency, higher_is_better=False)
-            new["f"] = score(x, cuts.frequency, higher_is_better=True)
-            new["m"] = score(m, cuts.monetary, higher_is_better=True)
+            new["r"], new["f"], new["m"] = cuts.scores(age - t_x, x, m)
         if self.clv_eager:
             self.update_clv(state, at, new)
 

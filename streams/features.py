@@ -378,15 +378,28 @@ def _activity_ratio(recent: float, prev_weekly: float) -> float:
     return 1.0 if recent > 0 else 0.0
 
 
+def _first_flip(
+    value: Callable[[CustomerState, float], Any],
+    next_input_change: NextChange,
+    s: CustomerState,
+    at: float,
+) -> float | None:
+    """The first time after ``at`` an input changes and ``value`` with it (an input can change
+    and leave the value as it is, so step from change to change)."""
+    now = value(s, at)
+    t = next_input_change(s, at)
+    while t is not None and value(s, t) == now:
+        t = next_input_change(s, t)
+    return t
+
+
+def _login_windows_next(s: CustomerState, at: float) -> float | None:
+    changes = (_logins_7d_next(s, at), _logins_prev_next(s, at))
+    return min((t for t in changes if t is not None), default=None)
+
+
 def _login_activity_next(s: CustomerState, at: float) -> float | None:
-    now = _login_activity_ratio(s, at)
-    t: float | None = at
-    while t is not None:  # the first window change that moves the ratio (windows empty out)
-        a, b = _logins_7d_next(s, t), _logins_prev_next(s, t)
-        t = min((x for x in (a, b) if x is not None), default=None)
-        if t is not None and _login_activity_ratio(s, t) != now:
-            return t
-    return None
+    return _first_flip(_login_activity_ratio, _login_windows_next, s, at)
 
 
 def _order_overdue_ratio(s: CustomerState, at: float) -> float:
@@ -419,16 +432,15 @@ def _revenue_rising(s: CustomerState, at: float) -> bool:
     return _revenue_months(s, at, 2, 0) > _revenue_months(s, at, 5, 3)
 
 
+def _revenue_windows_next(s: CustomerState, at: float) -> float | None:
+    now = month_of(at)
+    changes = (_first_window_change(s.monthly_value, now, f, b) for f, b in ((2, 0), (5, 3)))
+    month = min((m for m in changes if m is not None), default=None)
+    return None if month is None else month_start(month)
+
+
 def _revenue_rising_next(s: CustomerState, at: float) -> float | None:
-    # a window sum changing need not flip the comparison: step from change to change until it does
-    rising = _revenue_rising(s, at)
-    month: int | None = month_of(at)
-    while month is not None:
-        changes = (_first_window_change(s.monthly_value, month, f, b) for f, b in ((2, 0), (5, 3)))
-        month = min((m for m in changes if m is not None), default=None)
-        if month is not None and _revenue_rising(s, month_start(month)) != rising:
-            return month_start(month)
-    return None
+    return _first_flip(_revenue_rising, _revenue_windows_next, s, at)
 
 
 # -- the scoring step's results ----------------------------------------------------------------

@@ -308,16 +308,19 @@ def merge_all(summaries: Iterable[bytes]) -> RfmSketch:
     give an empty sketch. Raises ValueError for an undecodable summary or for two summaries of
     the same partition (which would count its customers twice).
     """
+    return merge_sketches(RfmSketch.from_bytes(raw) for raw in summaries)
+
+
+def merge_sketches(summaries: Iterable[RfmSketch]) -> RfmSketch:
+    """:func:`merge_all` of decoded summaries."""
     merged = RfmSketch()
     seen: set[int] = set()
-    for raw in summaries:
-        summary = RfmSketch.from_bytes(raw)
+    for summary in summaries:
         if summary.partition != ALL_PARTITIONS:
             if summary.partition in seen:
                 raise ValueError(f"two summaries of partition {summary.partition}")
             seen.add(summary.partition)
         merged.merge(summary)
-    merged.partition = ALL_PARTITIONS
     return merged
 
 
