@@ -296,7 +296,7 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
     if body is None:
         return None
     outcomes: dict[str, float] = {}
-    flushed = flushes = sweep_due = engine_s = rules_s = 0.0
+    flushed = flushes = sweep_due = engine_s = rules_s = flush_s = 0.0
     for family in text_string_to_metric_families(body.decode()):
         for sample in family.samples:
             if sample.name == "churnguard_events_total":
@@ -306,6 +306,8 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
                 flushed += sample.value
             elif sample.name == "churnguard_flush_seconds_count":
                 flushes += sample.value
+            elif sample.name == "churnguard_flush_seconds_sum":
+                flush_s += sample.value
             elif sample.name == "churnguard_sweep_due_total":
                 sweep_due += sample.value
             elif sample.name == "churnguard_engine_seconds_total":
@@ -322,6 +324,7 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
         "sweep_due": int(sweep_due),
         "engine_s": engine_s,
         "rules_s": rules_s,
+        "flush_s": flush_s,
     }
 
 
@@ -412,6 +415,7 @@ def run_churnguard(
     # the engine's and the rule evaluation's share of the worker's per-event time
     stage.details["engine_share"] = round(snap["engine_s"] / stage.seconds, 4)
     stage.details["rules_share"] = round(snap["rules_s"] / stage.seconds, 4)
+    stage.details["flush_share"] = round(snap["flush_s"] / stage.seconds, 4)
     stage.details["poll_interval_s"] = POLL_S
     return stage
 
@@ -487,7 +491,8 @@ def _notes(stage: Stage) -> str:
             f"{d['states_written_per_event']:.3f} states written per event "
             f"({d['flushes']:,} flushes, {d['sweep_due']:,} sweep-due); {outcomes}; "
             f"engine (state + rules + deadlines) {d['engine_share']:.1%} of the time, "
-            f"rule evaluation {d['rules_share']:.1%}"
+            f"rule evaluation {d['rules_share']:.1%}, "
+            f"flushes (state writes, output delivery) {d.get('flush_share', 0.0):.1%}"
         ) + _runs(d)
     return _runs(d).lstrip("; ")
 

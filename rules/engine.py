@@ -288,7 +288,9 @@ class Engine:
         if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
             self._snooze(one, task_rule, event.snooze_until, result)
         changed = self._changed(state, kind_changes, previous, at, moved, changes)
-        swept = self._swept(state, previous, at, changed, kind_changes | moved)
+        # the features every kind may change moved by the event only if their value did
+        by_event = (kind_changes - self._any_event_set) | moved
+        swept = self._swept(state, previous, at, changed, by_event)
         result.extend(self._evaluate(one, changed, swept))
         stale = kind_changes | self._any_event_set | _SCORE_FEATURES  # the step moved them
         self._remember(state, timing, stale, at)
