@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> faust.App:
         "table_standby_replicas": 0,
         "Worker": Worker,
     }
+    conf["producer_linger"] = settings.producer_linger_ms / 1000.0
     if settings.producer_max_batch_size is not None:
         conf["producer_max_batch_size"] = settings.producer_max_batch_size
     app = faust.App(settings.app_id, **conf)  # type: ignore[arg-type]

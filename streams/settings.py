@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     producer_max_batch_size: int | None = Field(
         None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
     )
+    producer_linger_ms: float = Field(
+        5.0,
+        ge=0,
+        description="how long the producer gathers records into one request (changelog and "
+        "outputs); a flush waits at most this much longer for its deliveries",
+    )
 
     @property
     def bootstrap_servers(self) -> str:
