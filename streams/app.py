@@ -33,7 +33,7 @@ class Worker(faust.Worker):
 
     At log level WARN and above (Faust's default) the spinner sets the root logger to DEBUG
     so that every debug call spins it; aiokafka and Faust then build a log record for every
-    message sent or received and drop it, which cost about a tenth of the worker's time.
+    message sent or received and drop it (about 5 % of the worker's time under a profiler).
     Without the spinner the root logger keeps the level given with ``-l``.
     """
 
