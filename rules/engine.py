@@ -287,9 +287,9 @@ class Engine:
         one = _Pass(state, at)
         if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
             self._snooze(one, task_rule, event.snooze_until, result)
-        changed = self._changed(state, kind_changes, previous, at, moved, changes)
         # the features every kind may change moved by the event only if their value did
         by_event = (kind_changes - self._any_event_set) | moved
+        changed = self._changed(state, by_event, previous, at, changes)
         swept = self._swept(state, previous, at, changed, by_event)
         result.extend(self._evaluate(one, changed, swept))
         stale = kind_changes | self._any_event_set | _SCORE_FEATURES  # the step moved them
@@ -307,7 +307,7 @@ class Engine:
             timing = self._timing_of(state)
             changes = timing.changes
             # what time changed, seen before pruning drops what aged out at ``due``
-            changed = self._changed(state, frozenset(), previous, due, frozenset(), changes)
+            changed = self._changed(state, frozenset(), previous, due, changes)
             prune(state, due, self.config.state.horizon_days)
             timers = frozenset(
                 r
@@ -468,20 +468,19 @@ class Engine:
     def _changed(
         self,
         state: CustomerState,
-        by_kind: frozenset[str],
+        by_event: frozenset[str],
         previous: float | None,
         at: float,
-        moved: frozenset[str],
         changes: dict[str, float | None],
     ) -> frozenset[str] | None:
         """Features that may differ from the last evaluation; None means "evaluate all".
 
-        ``by_kind``: what the event's kind may change; ``moved``: which of the features every
-        kind may change did change; ``changes``: known next change times at ``previous``.
+        ``by_event``: what the event applied since may have changed; ``changes``: known next
+        change times at ``previous``.
         """
         if previous is None:
             return None
-        changed = set(by_kind - self._any_event_set) | moved
+        changed = set(by_event)
         if at > previous:
             for name in self._time_inputs:
                 if name not in changed:
@@ -676,7 +675,7 @@ class Engine:
                     "clv_12m": scores["clv"],
                     "model": f"{model.fitted_at.isoformat()} {model.source}",
                 },
-                "features": one.pick(frozenset(SNAPSHOT_FEATURES)),
+                "features": one.pick(_SNAPSHOT_SET),
                 "open_alerts": open_alerts,
                 "as_of": _ts(one.at),
             }
@@ -1044,6 +1043,7 @@ class Engine:
 
 
 _SCORE_FEATURES = KINDS_CHANGING["scores"]
+_SNAPSHOT_SET = frozenset(SNAPSHOT_FEATURES)
 
 
 def _scoring_wakeups(
