@@ -150,6 +150,15 @@ def check_alive(proc: subprocess.Popen[bytes], what: str, log_path: Path) -> Non
         )
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def http_get(url: str) -> bytes | None:
     """Body of ``url``, or None while the worker's web server is not answering yet."""
     try:
@@ -260,7 +269,7 @@ def run_naive(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -
             "BENCH_NAIVE_DATADIR": str(workdir / "naive-data"),
             "BENCH_NAIVE_PARTITIONS": str(args.partitions),
             "BENCH_NAIVE_WEB_PORT": str(port),
-            "BENCH_NAIVE_TARGET": str(args.events),
+            "BENCH_NAIVE_TARGET": str(args.warmup + args.events),
             "BENCH_NAIVE_TOPICS": ",".join(INPUT_TOPICS),
         }
     )
@@ -279,11 +288,11 @@ def run_naive(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -
                     break
             if time.monotonic() > deadline:
                 raise StageError(
-                    f"naive Faust processed {progress.get('count', 0):,} of {args.events:,} "
-                    f"events in {args.timeout:.0f} s"
+                    f"naive Faust processed {progress.get('count', 0):,} of "
+                    f"{args.warmup + args.events:,} events in {args.timeout:.0f} s"
                 )
             time.sleep(POLL_S)
-    stage.events = args.events
+    stage.events = args.warmup + args.events
     stage.seconds = progress["target_ts"] - progress["first_ts"]
     stage.details["startup_s"] = round(progress["first_ts"] - spawned, 1)
     stage.details["table_writes_per_event"] = 1.0
@@ -368,24 +377,29 @@ def run_churnguard(
     url = f"http://127.0.0.1:{port}/metrics"
     spawned = time.monotonic()
     deadline = spawned + args.timeout
+    # timed from the first poll at or past the warm-up (the first event without one) to
+    # the poll that sees every event; counters are taken as differences between the two
+    total = args.warmup + args.events
     first_at: float | None = None
     done_at: float | None = None
+    cpu_first = cpu_done = None
+    start: dict[str, Any] = {}
     snap: dict[str, Any] | None = None
     with child(argv, env, log_path) as proc:
         while done_at is None:
             check_alive(proc, "churnguard worker", log_path)
             snap = churnguard_metrics(url) or snap
             now = time.monotonic()
-            if snap is not None and snap["done"] > 0 and first_at is None:
-                first_at = now
-            if snap is not None and snap["done"] >= args.events:
-                done_at = now
+            if snap is not None and first_at is None and snap["done"] >= max(1, args.warmup):
+                first_at, cpu_first = now, cpu_seconds(proc.pid)
+                start = dict(snap) if args.warmup else {}
+            if snap is not None and first_at is not None and snap["done"] >= total:
+                done_at, cpu_done = now, cpu_seconds(proc.pid)
                 break
             if now > deadline:
                 got = snap["done"] if snap else 0
                 raise StageError(
-                    f"churnguard processed {got:,} of {args.events:,} events in "
-                    f"{args.timeout:.0f} s"
+                    f"churnguard processed {got:,} of {total:,} events in {args.timeout:.0f} s"
                 )
             time.sleep(POLL_S)
         # The last buffered states are written at the next tick (1 s): wait until the
@@ -404,18 +418,28 @@ def run_churnguard(
             if time.monotonic() - stable_since >= 2.0:
                 break
     assert first_at is not None and snap is not None
-    stage.events = args.events
+
+    def timed(key: str) -> Any:  # what happened in the timed part
+        return snap[key] - start.get(key, 0)
+
+    stage.events = total - start.get("done", 0)
     stage.seconds = done_at - first_at
     stage.details["startup_s"] = round(first_at - spawned, 1)
+    if args.warmup:
+        stage.details["warmup_events"] = start["done"]
     stage.details["outcomes"] = {k: int(v) for k, v in sorted(snap["outcomes"].items())}
-    stage.details["flushed_states"] = snap["flushed"]
-    stage.details["states_written_per_event"] = round(snap["flushed"] / args.events, 4)
-    stage.details["flushes"] = snap["flushes"]
-    stage.details["sweep_due"] = snap["sweep_due"]
+    stage.details["flushed_states"] = timed("flushed")
+    stage.details["states_written_per_event"] = round(timed("flushed") / stage.events, 4)
+    stage.details["flushes"] = timed("flushes")
+    stage.details["sweep_due"] = timed("sweep_due")
     # the engine's and the rule evaluation's share of the worker's per-event time
-    stage.details["engine_share"] = round(snap["engine_s"] / stage.seconds, 4)
-    stage.details["rules_share"] = round(snap["rules_s"] / stage.seconds, 4)
-    stage.details["flush_share"] = round(snap["flush_s"] / stage.seconds, 4)
+    stage.details["engine_share"] = round(timed("engine_s") / stage.seconds, 4)
+    stage.details["rules_share"] = round(timed("rules_s") / stage.seconds, 4)
+    stage.details["flush_share"] = round(timed("flush_s") / stage.seconds, 4)
+    if cpu_first is not None and cpu_done is not None:
+        # below 1.0 the worker waited (for the broker or deliveries) part of the time
+        stage.details["cpu_share"] = round((cpu_done - cpu_first) / stage.seconds, 4)
+        stage.details["cpu_us_per_event"] = round((cpu_done - cpu_first) / stage.events * 1e6, 1)
     stage.details["poll_interval_s"] = POLL_S
     return stage
 
@@ -445,7 +469,9 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
     }
     width = max(len(v) for v in (*labels.values(), *(f"  {r}" for r, _ in REFERENCE)))
     lines = [
-        f"churnguard throughput: {args.events:,} events, {args.customers:,} customers, "
+        f"churnguard throughput: {args.events:,} events"
+        + (f" after {args.warmup:,} warm-up events" if args.warmup else "")
+        + f", {args.customers:,} customers, "
         f"{args.partitions} partitions, embedded Tansu, {os.cpu_count()} CPUs",
         "",
         f"{'stage':<{width}}  {'events/s':>9}  {'seconds':>8}  notes",
@@ -493,6 +519,12 @@ def _notes(stage: Stage) -> str:
             f"engine (state + rules + deadlines) {d['engine_share']:.1%} of the time, "
             f"rule evaluation {d['rules_share']:.1%}, "
             f"flushes (state writes, output delivery) {d.get('flush_share', 0.0):.1%}"
+            + (
+                f"; worker CPU {d['cpu_us_per_event']:,.0f} µs per event, "
+                f"busy {d['cpu_share']:.0%} of the time"
+                if "cpu_share" in d
+                else ""
+            )
         ) + _runs(d)
     return _runs(d).lstrip("; ")
 
@@ -525,6 +557,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--partitions", type=int, default=4, help="partitions of every topic (default 4)"
     )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="send this many events more, before the timed ones, and time churnguard only "
+        "once it has processed them: the steady state of known customers rather than their "
+        "first events (the yardsticks read all events; default 0)",
+    )
     parser.add_argument("--skip-naive", action="store_true", help="skip stage (b)")
     parser.add_argument(
         "--compare-scoring",
@@ -551,6 +591,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if min(args.events, args.customers, args.partitions, args.repeat) < 1 or args.timeout <= 0:
         parser.error("--events, --customers, --partitions, --repeat and --timeout must be positive")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more")
     return args
 
 
@@ -569,7 +611,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
             print(f"stage {name} failed: {exc}", file=sys.stderr)
 
     generated = time.perf_counter()
-    records = build_records(args.customers, args.events)
+    records = build_records(args.customers, args.warmup + args.events)
     generate_s = time.perf_counter() - generated
 
     broker = EmbeddedBroker(log_path=workdir / "tansu.log")
@@ -581,7 +623,9 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
         del records
         measure(
             "ceiling",
-            lambda: run_bounded(ceiling(broker.bootstrap, args.events), args.timeout, "ceiling"),
+            lambda: run_bounded(
+                ceiling(broker.bootstrap, args.warmup + args.events), args.timeout, "ceiling"
+            ),
         )
         if not args.skip_naive:
             measure("naive_faust", lambda: run_naive(broker, args, workdir))
@@ -633,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "params": {
                 "events": args.events,
+                "warmup": args.warmup,
                 "customers": args.customers,
                 "partitions": args.partitions,
                 "start": START.isoformat(),

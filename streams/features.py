@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import pairwise
 from math import inf, nextafter
 from typing import Any
@@ -114,19 +115,28 @@ def _ref(ts: float | None, state: CustomerState) -> float | None:
     return ts if ts is not None else (state.first_seen_at or None)
 
 
+@lru_cache(maxsize=1 << 16)
+def _day_start(ref: float, value: int) -> float:
+    """The first moment at which whole days since ``ref`` reach ``value`` (``value`` ≥ 1).
+
+    It does not depend on the time it is asked at, so it is kept: a customer's references
+    (first seen, last order) stay the same for many evaluations.
+    """
+    return _first_after(ref, ref + value * DAY, lambda t: _since(ref, t) >= value)
+
+
 def _next_day_of(ref: float | None, at: float) -> float | None:
     """When a whole-days-since-``ref`` counter next steps up (None: no reference)."""
     if ref is None:
         return None
-    now = _since(ref, at)
-    return _first_after(at, ref + (now + 1) * DAY, lambda t: _since(ref, t) > now)
+    return _day_start(ref, _since(ref, at) + 1)
 
 
 def _day_reached(ref: float | None, at: float, value: int) -> float | None:
     """When a whole-days-since-``ref`` counter becomes ``value`` (None: already, or never)."""
     if ref is None or value > MAX_DAYS or value <= _since(ref, at):
         return None
-    return _first_after(at, ref + value * DAY, lambda t: _since(ref, t) >= value)
+    return _day_start(ref, value)
 
 
 def _since_next(ts: float | None, state: CustomerState, at: float) -> float | None:

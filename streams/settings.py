@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     producer_max_batch_size: int | None = Field(
         None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
     )
+    gc_gen0_threshold: int = Field(
+        50_000,
+        ge=0,
+        description="objects allocated between two young-generation garbage collections in "
+        "the worker (Python's default is 700; 0 keeps it); start-up objects are frozen too",
+    )
     producer_linger_ms: float = Field(
         5.0,
         ge=0,

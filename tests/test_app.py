@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import faust
+import pytest
 
-from streams.app import Worker, create_app
+from streams.app import GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD, Worker, create_app, tune_gc
 from streams.settings import Settings
 
 
@@ -42,3 +46,34 @@ def test_faust_worker_would_lower_it(tmp_path: Path) -> None:
     logger = _root_stand_in()
     _worker(tmp_path, faust.Worker).on_setup_root_logger(logger, logging.WARNING)
     assert logger.isEnabledFor(logging.DEBUG)
+
+
+@pytest.fixture
+def gc_restored() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("gc_restored")
+def test_tune_gc_freezes_start_up_objects_and_collects_less_often() -> None:
+    tune_gc(50_000)
+    assert gc.get_threshold() == (50_000, GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD)
+    assert gc.get_freeze_count() > 0
+
+
+@pytest.mark.usefixtures("gc_restored")
+def test_tune_gc_zero_leaves_the_collector_alone() -> None:
+    before = gc.get_threshold()
+    tune_gc(0)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("gc_restored")
+def test_started_worker_tunes_gc_from_settings(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, broker="kafka://127.0.0.1:9", gc_gen0_threshold=12_345)
+    worker = create_app(settings).Worker(loglevel="warn")
+    asyncio.run(worker.on_startup_finished())
+    assert gc.get_threshold()[0] == 12_345
