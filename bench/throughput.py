@@ -269,7 +269,7 @@ def run_naive(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -
             "BENCH_NAIVE_DATADIR": str(workdir / "naive-data"),
             "BENCH_NAIVE_PARTITIONS": str(args.partitions),
             "BENCH_NAIVE_WEB_PORT": str(port),
-            "BENCH_NAIVE_TARGET": str(args.warmup + args.events),
+            "BENCH_NAIVE_TARGET": str(args.produced),
             "BENCH_NAIVE_TOPICS": ",".join(INPUT_TOPICS),
         }
     )
@@ -289,10 +289,10 @@ def run_naive(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -
             if time.monotonic() > deadline:
                 raise StageError(
                     f"naive Faust processed {progress.get('count', 0):,} of "
-                    f"{args.warmup + args.events:,} events in {args.timeout:.0f} s"
+                    f"{args.produced:,} events in {args.timeout:.0f} s"
                 )
             time.sleep(POLL_S)
-    stage.events = args.warmup + args.events
+    stage.events = args.produced
     stage.seconds = progress["target_ts"] - progress["first_ts"]
     stage.details["startup_s"] = round(progress["first_ts"] - spawned, 1)
     stage.details["table_writes_per_event"] = 1.0
@@ -380,7 +380,7 @@ def run_churnguard(
     # timed from the first poll at or past the warm-up (the first event without one) to
     # the poll that sees every event; counters are differences between those two polls,
     # except the flushed states, read once the last buffers are written
-    total = args.warmup + args.events
+    total = args.produced
     first_at: float | None = None
     done_at: float | None = None
     cpu_first = cpu_done = None
@@ -488,7 +488,7 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
         *(
             [
                 f"(c) and (d) are timed over the last {args.events:,} events only; produce, "
-                f"(a) and (b) over all {args.warmup + args.events:,}"
+                f"(a) and (b) over all {args.produced:,}"
             ]
             if args.warmup
             else []
@@ -613,6 +613,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--events, --customers, --partitions, --repeat and --timeout must be positive")
     if args.warmup < 0:
         parser.error("--warmup must be 0 or more")
+    args.produced = args.warmup + args.events  # every event sent, warm-up included
     return args
 
 
@@ -631,7 +632,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
             print(f"stage {name} failed: {exc}", file=sys.stderr)
 
     generated = time.perf_counter()
-    records = build_records(args.customers, args.warmup + args.events)
+    records = build_records(args.customers, args.produced)
     generate_s = time.perf_counter() - generated
 
     broker = EmbeddedBroker(log_path=workdir / "tansu.log")
@@ -643,9 +644,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
         del records
         measure(
             "ceiling",
-            lambda: run_bounded(
-                ceiling(broker.bootstrap, args.warmup + args.events), args.timeout, "ceiling"
-            ),
+            lambda: run_bounded(ceiling(broker.bootstrap, args.produced), args.timeout, "ceiling"),
         )
         if not args.skip_naive:
             measure("naive_faust", lambda: run_naive(broker, args, workdir))
