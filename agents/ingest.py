@@ -20,7 +20,6 @@ from streams.app import Topics
 from streams.clock import Clock, WallClock, WatermarkClock
 from streams.clv import load_model
 from streams.settings import Settings
-from streams.state import StateConfig
 
 log = logging.getLogger("churnguard.agents")
 
@@ -39,11 +38,7 @@ def make_engine(settings: Settings) -> Engine:
     if not settings.scoring_enabled:
         rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
     config = EngineConfig(
-        state=StateConfig(
-            horizon_days=settings.horizon_days,
-            recent_event_ids=settings.recent_event_ids,
-            currency_rates=settings.currency_rates,
-        ),
+        state=settings.state_config,
         fallback_assignee=settings.task_fallback_assignee,
         fallback_team=tuple(settings.task_fallback_team),
         calendar=BusinessCalendar(

@@ -26,7 +26,6 @@ from streams.clv import (
 from streams.orders_file import CsvColumns, OrdersFileError, read_cdnow, read_csv
 from streams.rfm import summarise
 from streams.settings import Settings
-from streams.state import StateConfig
 
 FORMATS = ("cdnow", "csv")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -130,9 +129,7 @@ def fit(
     """
     settings = Settings()
     events = _read_all(settings, orders_path, fmt, None, currency, "", csv_opts)
-    table = summarise(
-        events, until.date(), StateConfig(currency_rates=settings.currency_rates, horizon_days=120)
-    )
+    table = summarise(events, until.date(), settings.state_config)
     if not table.customers:
         click.echo(f"churnguard: no orders on or before {until.date()}", err=True)
         sys.exit(2)

@@ -10,6 +10,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.state import StateConfig
+
 BUILTIN_PACKS = Path(__file__).resolve().parent.parent / "rules" / "packs"
 
 
@@ -128,6 +130,16 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """``broker`` as a plain bootstrap list for aiokafka (``host:port,host:port``)."""
         return ",".join(part.split("://")[-1] for part in self.broker.split(";"))
+
+    @property
+    def state_config(self) -> StateConfig:
+        """How customer state is kept (horizon, dedup size, currency rates): the one source
+        for the worker and the offline tools, so that both summarise customers alike."""
+        return StateConfig(
+            horizon_days=self.horizon_days,
+            recent_event_ids=self.recent_event_ids,
+            currency_rates=self.currency_rates,
+        )
 
     @property
     def business_hours_range(self) -> tuple[time, time]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 import pytest
 
+from agents.ingest import make_engine
 from streams.app import GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD, Worker, create_app, tune_gc
 from streams.settings import Settings
 
@@ -77,3 +78,11 @@ def test_started_worker_tunes_gc_from_settings(tmp_path: Path) -> None:
     worker = create_app(settings).Worker(loglevel="warn")
     asyncio.run(worker.on_startup_finished())
     assert gc.get_threshold()[0] == 12_345
+
+
+def test_worker_and_offline_tools_keep_state_by_the_same_settings() -> None:
+    settings = Settings(horizon_days=150, recent_event_ids=64, currency_rates={"SEK": 0.09})
+    config = settings.state_config
+    assert (config.horizon_days, config.recent_event_ids) == (150, 64)
+    assert config.currency_rates == {"SEK": 0.09}
+    assert make_engine(settings).config.state == config
