@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -226,22 +226,26 @@ class Engine:
             r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
         )
         self._any_event = tuple(sorted(self._any_event_set))
-        # per time-based rule: what can wake it (see next_deadline)
-        self._wakers = tuple(
-            (
-                self._applies_to[r.id] if r.static_guard is not None else None,
-                tuple(sorted(r.thresholds.items())),
-                tuple(
-                    sorted(
-                        n
-                        for n in r.inputs
-                        if FEATURES[n].changes_with_time and n not in r.thresholds
-                    )
-                ),
+        # per time-based rule: what can wake it (see next_deadline); the day-counter
+        # thresholds of rules without a guard, and scoring's, are searched together
+        wakers = []
+        merged: dict[str, set[int]] = {n: set(v) for n, v in self._score_thresholds}
+        for r in rules.rules:
+            if not r.time_based:
+                continue
+            guard = self._applies_to[r.id] if r.static_guard is not None else None
+            if guard is None:
+                for name, values in r.thresholds.items():
+                    merged.setdefault(name, set()).update(values)
+            others = tuple(
+                sorted(
+                    n for n in r.inputs if FEATURES[n].changes_with_time and n not in r.thresholds
+                )
             )
-            for r in rules.rules
-            if r.time_based
-        )
+            own = _ascending(r.thresholds.items()) if guard is not None else ()
+            wakers.append((guard, own, others))
+        self._wakers = tuple(wakers)
+        self._thresholds = _ascending(merged.items())
 
     def set_cut_points(self, cuts: CutPoints | None) -> None:
         """Use these population cut points for RFM scores from now on (the next evaluations)."""
@@ -377,7 +381,7 @@ class Engine:
     def _next_deadline(
         self, state: CustomerState, at: float, changes: dict[str, float | None]
     ) -> float | None:
-        best = float("inf")
+        best = self._earliest(state, at, changes, self._thresholds, (), float("inf"))
         one = _Pass(state, at)
         for guard, thresholds, others in self._wakers:
             if guard is not None and _holds_not(guard, one):
@@ -397,7 +401,7 @@ class Engine:
         due = state.scores.get("snap_due")
         if due is not None and at < due < best:
             best = due
-        best = self._earliest(state, at, changes, self._score_thresholds, self._score_timed, best)
+        best = self._earliest(state, at, changes, (), self._score_timed, best)
         for name, bounds in self._score_grids:
             feature = FEATURES[name]
             now = feature.compute(state, at)
@@ -419,19 +423,24 @@ class Engine:
         state: CustomerState,
         at: float,
         changes: dict[str, float | None],
-        thresholds: tuple[tuple[str, frozenset[int]], ...],
+        thresholds: tuple[tuple[str, tuple[int, ...]], ...],
         others: tuple[str, ...],
         best: float,
     ) -> float:
-        """The earliest of ``best``, the moments day counters reach their thresholds and the
-        next changes of ``others``, after ``at``."""
+        """The earliest of ``best``, the moments day counters reach their thresholds (values
+        in ascending order) and the next changes of ``others``, after ``at``."""
         for name, values in thresholds:
-            reaches = FEATURES[name].reaches
+            feature = FEATURES[name]
+            reaches = feature.reaches
             assert reaches is not None
             for value in values:
                 t = reaches(state, at, value)
-                if t is not None and at < t < best:
+                if t is None:
+                    continue  # reached already (or never)
+                if at < t < best:
                     best = t
+                if not feature.counts_down:
+                    break  # a counter that counts up reaches higher values later
         for name in others:
             t = self._change_of(state, at, name, changes)
             if t is not None and at < t < best:
@@ -1044,6 +1053,13 @@ class Engine:
 
 _SCORE_FEATURES = KINDS_CHANGING["scores"]
 _SNAPSHOT_SET = frozenset(SNAPSHOT_FEATURES)
+
+
+def _ascending(
+    thresholds: Iterable[tuple[str, Iterable[int]]],
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(day counter, its threshold values in ascending order), by counter name."""
+    return tuple(sorted((name, tuple(sorted(values))) for name, values in thresholds))
 
 
 def _scoring_wakeups(
