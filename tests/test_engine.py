@@ -736,7 +736,6 @@ def test_threshold_deadline_wakes_exactly_at_the_threshold(tmp_path: Path) -> No
     assert engine.next_deadline(state) == at(days=14).timestamp()  # not each day before
 
 
-
 def test_thresholds_of_several_rules_on_one_counter_wake_at_each_in_turn(tmp_path: Path) -> None:
     rules = "".join(
         f"- id: quiet-{d}\n  when: days_since_last_login >= {d}\n  severity: low\n  summary: q\n"
@@ -750,6 +749,7 @@ def test_thresholds_of_several_rules_on_one_counter_wake_at_each_in_turn(tmp_pat
         wakes.append(due)
         engine.advance(state, due)
     assert wakes == [at(days=d).timestamp() for d in (7, 14, 30)]
+
 
 def test_core_pack_wakes_a_quiet_customer_rarely(core: RuleSet) -> None:
     engine = make_engine(core)
