@@ -360,18 +360,22 @@ def scoring_added(scored: Stage, rules_only: Stage) -> dict[str, float]:
     Best against best lets one lucky run decide; on a shared 2-core machine single runs of
     the same code differ by a third, so the median of pairs is the steadier figure.
     """
-    added: dict[str, float] = {}
-    pairs = zip(scored.details.get("runs", []), rules_only.details.get("runs", []), strict=False)
-    by_rate = [without / with_ - 1.0 for with_, without in pairs if with_ and without]
-    if by_rate:
-        added["scoring adds, median of run pairs (time per event)"] = round(median(by_rate), 3)
-    cpu_pairs = zip(
-        scored.details.get("cpu_runs", []), rules_only.details.get("cpu_runs", []), strict=False
-    )
-    by_cpu = [with_ / without - 1.0 for with_, without in cpu_pairs if with_ and without]
-    if by_cpu:
-        added["scoring adds, median of run pairs (worker CPU per event)"] = round(median(by_cpu), 3)
-    return added
+    with_, without = scored.details, rules_only.details
+    added = {
+        "scoring adds, median of run pairs (time per event)": _median_excess(
+            without.get("runs", []), with_.get("runs", [])
+        ),
+        "scoring adds, median of run pairs (worker CPU per event)": _median_excess(
+            with_.get("cpu_runs", []), without.get("cpu_runs", [])
+        ),
+    }
+    return {name: value for name, value in added.items() if value is not None}
+
+
+def _median_excess(larger: list[float | None], smaller: list[float | None]) -> float | None:
+    """Median over pairs of ``larger / smaller - 1`` (pairs missing a figure are skipped)."""
+    excess = [a / b - 1.0 for a, b in zip(larger, smaller, strict=False) if a and b]
+    return round(median(excess), 3) if excess else None
 
 
 def run_churnguard(

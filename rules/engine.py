@@ -243,7 +243,8 @@ class Engine:
                 )
             )
             own = _ascending(r.thresholds.items()) if guard is not None else ()
-            wakers.append((guard, own, others))
+            if own or others:  # a rule woken by its thresholds alone is in the merged search
+                wakers.append((guard, own, others))
         self._wakers = tuple(wakers)
         self._thresholds = _ascending(merged.items())
 
