@@ -25,13 +25,14 @@ def snapshot(state: CustomerState, scorer: Scorer | None = None) -> dict[str, An
     """
     at = state.evaluated_at or state.last_event_at or 0.0
     scores = {SCORE_KEYS.get(k, k): v for k, v in state.scores.items() if k in SHOWN_SCORES}
+    features = compute(state, at)
     if scorer is not None and state.scores:
-        scores["contrib"] = scorer.contributions(state.scores)
+        scores["contrib"] = scorer.contributions(state.scores, features.__getitem__)
     return {
         "customer_id": state.customer_id,
         "account": state.account,
         "as_of": at,
-        "features": compute(state, at),
+        "features": features,
         "scores": scores,
         "open_alerts": {
             rule: {

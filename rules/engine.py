@@ -594,29 +594,33 @@ class Engine:
             rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
         )
         at_risk = self.scorer.at_risk(one.value)
-        last = scores.get("snap")
+        last = _last_snapshot(scores.get("snap"))
         health = scores.get("health", 0)
-        mark = {
-            "tier": scores.get("tier"),
-            "stage": scores.get("stage"),
-            "rfm": [scores.get("r", 0), scores.get("f", 0), scores.get("m", 0)],
-            "risk": at_risk,
-            "alerts": open_alerts,
-        }
-        reasons = (
-            ["first"] if last is None else [k for k, v in mark.items() if last["mark"].get(k) != v]
-        )
-        if last is not None and abs(health - last["health"]) >= self.config.snapshot_health_delta:
+        # the snapshot's material marks: tier, stage, r, f, m, at risk, open alerts
+        mark = [
+            scores.get("tier"),
+            scores.get("stage"),
+            scores.get("r", 0),
+            scores.get("f", 0),
+            scores.get("m", 0),
+            at_risk,
+            open_alerts,
+        ]
+        reasons = ["first"] if last is None else []
+        for i, v in enumerate(mark):
+            if last is not None and last[2 + i] != v and _MARK_REASONS[i] not in reasons:
+                reasons.append(_MARK_REASONS[i])
+        if last is not None and abs(health - last[1]) >= self.config.snapshot_health_delta:
             reasons.append("health")
         if not reasons:
             scores.pop("snap_due", None)
             return
-        due = (last["at"] + self.config.snapshot_interval) if last is not None else one.at
+        due = (last[0] + self.config.snapshot_interval) if last is not None else one.at
         if tier_change is None and one.at < due:
             scores["snap_due"] = due  # material, but too soon: emit when the interval is over
             return
         scores.pop("snap_due", None)
-        scores["snap"] = {"at": one.at, "mark": mark, "health": health}
+        scores["snap"] = [one.at, health, *mark]
         if not self.scorer.clv_eager:
             try:
                 self.scorer.update_clv(one.state, one.at, scores)
@@ -646,7 +650,9 @@ class Engine:
                 "contribution": share,
                 "missing": raw is None,
             }
-            for factor_id, (raw, points, weight, share) in scorer.contributions(scores).items()
+            for factor_id, (raw, points, weight, share) in scorer.contributions(
+                scores, one.value
+            ).items()
         }
         since = scores.get("tier_since")
         return CustomerHealth.model_validate(
@@ -1054,6 +1060,24 @@ class Engine:
 
 _SCORE_FEATURES = KINDS_CHANGING["scores"]
 _SNAPSHOT_SET = frozenset(SNAPSHOT_FEATURES)
+_MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
+"""The snapshot reason of each mark (see ``Engine._snapshot``)."""
+
+
+def _last_snapshot(stored: Any) -> list[Any] | None:
+    """The last snapshot's [time, health, *marks], also from the layout before it was a list."""
+    if stored is None or isinstance(stored, list):
+        return stored
+    mark = stored["mark"]  # {"at", "health", "mark": {tier, stage, rfm, risk, alerts}}
+    return [
+        stored["at"],
+        stored["health"],
+        mark.get("tier"),
+        mark.get("stage"),
+        *mark.get("rfm", [0, 0, 0]),
+        mark.get("risk"),
+        mark.get("alerts"),
+    ]
 
 
 def _ascending(

@@ -154,9 +154,10 @@ class Scorer:
         # CLV that nothing reads is computed for snapshots only (it moves every day)
         read = scoring.inputs | _names(scoring.at_risk) | read_elsewhere
         self.clv_eager = not CLV_FEATURES.isdisjoint(read)
-        # stored parts computed under other definitions are recomputed in full
+        # stored parts computed under other definitions (or another layout of the stored
+        # scores, SCORES_LAYOUT) are recomputed in full
         self._digest = hashlib.blake2b(
-            scoring.spec.model_dump_json().encode(), digest_size=6
+            (SCORES_LAYOUT + scoring.spec.model_dump_json()).encode(), digest_size=6
         ).hexdigest()
         self._cuts_digest: str | None = None
         self.cuts = cuts
@@ -213,7 +214,10 @@ class Scorer:
             or old.get("def") != self._digest
         )
         new["def"] = self._digest
-        new["ovr"] = override
+        if override is None:
+            new.pop("ovr", None)
+        else:
+            new["ovr"] = override
         moved = set(changed or ())
         for key in _RFM_KEYS:
             if new.get(key) != old.get(key):
@@ -243,20 +247,20 @@ class Scorer:
         if full or not moved.isdisjoint(self._profile_inputs):
             new["profile"] = part("profile", lambda: self._profile(read), old.get("profile", ""))
             rescore = rescore or new["profile"] != old.get("profile")
-        old_points: dict[str, Any] = old.get("fp", {})
         # a full step starts afresh: factors of earlier definitions must not linger
-        points: dict[str, Any] = {} if full else dict(old_points)
-        for factor, value_of, missing_of, inputs in self._factors:
+        count = len(self._factors)
+        old_points: list[Any] = [] if full else old.get("fp", [])
+        points: list[Any] = list(old_points) if len(old_points) == count else [None] * count
+        for i, (factor, value_of, missing_of, inputs) in enumerate(self._factors):
             if full or not moved.isdisjoint(inputs):
-                factor_id = factor.spec.id
                 try:
                     entry = self._factor(factor, value_of, missing_of, read)
                 except _CEL_ERRORS as exc:
-                    outcome.errors.append((f"health.{factor_id}", str(exc)))
-                    entry = points.get(factor_id)
-                points[factor_id] = entry
-                if not rescore and not _same_points(entry, old_points.get(factor_id)):
+                    outcome.errors.append((f"health.{factor.spec.id}", str(exc)))
+                    entry = points[i]
+                if not rescore and entry != points[i]:
                     rescore = True
+                points[i] = entry
         new["fp"] = points
         if rescore or "health" not in new:
             new["health"] = self._health(points, new.get("profile", ""))
@@ -291,19 +295,21 @@ class Scorer:
 
     def _factor(
         self, compiled: CompiledFactor, value_of: Memo, missing_of: Memo | None, read: Any
-    ) -> list[Any] | None:
-        """[value, points] of a factor; [None, points] or None (excluded) without data."""
+    ) -> int | list[int] | None:
+        """The factor's stored entry (see :data:`SCORES_LAYOUT`)."""
         factor = compiled.spec
         if missing_of is not None and missing_of.run(read) is True:
             policy = (
                 factor.missing if factor.missing is not None else self.scoring.spec.health.missing
             )
-            return None if policy == "exclude" else [None, int(policy)]
+            return None if policy == "exclude" else [int(policy)]
+        return points_for(factor, self._value(compiled, value_of, read))
+
+    @staticmethod
+    def _value(compiled: CompiledFactor, value_of: Memo, read: Callable[[str], Any]) -> float:
         if compiled.bare_feature is not None:  # no CEL round trip for a feature as it is
-            raw = float(read(compiled.bare_feature))
-        else:
-            raw = float(value_of.run(read))
-        return [_json_number(raw), points_for(factor, raw)]
+            return float(read(compiled.bare_feature))
+        return float(value_of.run(read))
 
     def _rfm(self, state: CustomerState, at: float, new: dict[str, Any]) -> None:
         """RFM scores (and CLV when something reads it) for the purchase history at ``at``."""
@@ -353,63 +359,85 @@ class Scorer:
         return self._default_weights
 
     def _shares(
-        self, points: dict[str, Any], profile: str
-    ) -> tuple[float, list[tuple[str, list[Any], float, float]]] | None:
-        """(exact score, [(factor, entry, scaled weight, share)]); None without data."""
+        self, points: list[Any], profile: str
+    ) -> tuple[float, list[tuple[int, int, bool, float, float]]] | None:
+        """(exact score, [(factor index, points, missing, scaled weight, share)]); None
+        without data."""
         weights = self._weights(profile)
         parts = [
-            (factor_id, entry, weights.get(factor_id, 0))
-            for factor_id, entry in points.items()
+            (i, entry, weights.get(factor.spec.id, 0))
+            for i, ((factor, *_), entry) in enumerate(zip(self._factors, points, strict=False))
             if entry is not None
         ]
         total_weight = sum(w for *_, w in parts)
         if total_weight <= 0:
             return None
         scale = 100.0 / total_weight
-        shares = [
-            (factor_id, entry, weight * scale, weight * scale * entry[1] / 100.0)
-            for factor_id, entry, weight in parts
-        ]
+        shares = []
+        for i, entry, weight in parts:
+            missing = isinstance(entry, list)
+            got = entry[0] if missing else entry
+            shares.append((i, got, missing, weight * scale, weight * scale * got / 100.0))
         return sum(share for *_, share in shares), shares
 
-    def _health(self, points: dict[str, Any], profile: str) -> int:
+    def _health(self, points: list[Any], profile: str) -> int:
         """The health score from the factor points and the profile's weights."""
         found = self._shares(points, profile)
         if found is None:
             return self.scoring.spec.health.no_data_score
         return math.floor(found[0] + 0.5)
 
-    def contributions(self, scores: dict[str, Any]) -> dict[str, list[Any]]:
-        """Per factor with data: [value, points, weight, contribution] (weights rescaled)."""
-        found = self._shares(scores.get("fp", {}), scores.get("profile", ""))
+    def contributions(
+        self, scores: dict[str, Any], value: Callable[[str], Any]
+    ) -> dict[str, list[Any]]:
+        """Per factor with data: [value, points, weight, contribution] (weights rescaled).
+
+        ``value(name)`` gives the features at the time of the scores: a factor's value is
+        shown, not stored (None when missing or when it cannot be computed).
+        """
+        found = self._shares(scores.get("fp", []), scores.get("profile", ""))
         if found is None:
             return {}
-        return {
-            factor_id: [entry[0], entry[1], round(weight, 2), round(share, 2)]
-            for factor_id, entry, weight, share in found[1]
-        }
+        shown = {}
+        for i, got, missing, weight, share in found[1]:
+            compiled, value_of, *_ = self._factors[i]
+            raw: float | None = None
+            if not missing:
+                try:
+                    raw = _json_number(self._value(compiled, value_of, value))
+                except _CEL_ERRORS:
+                    raw = None
+            shown[compiled.spec.id] = [raw, got, round(weight, 2), round(share, 2)]
+        return shown
 
     def _trend(self, new: dict[str, Any], health: int, at: float) -> None:
         """Record today's health and the change since ``trend_days`` ago."""
         today = day_of(at)
-        if new.get("hd_day") == today and new.get("hd_last") == health:
+        flat: list[int] = new.get("hd", [])
+        if flat and isinstance(flat[0], list):  # written before SCORES_LAYOUT 2: [[day, h], …]
+            flat = [x for pair in flat for x in pair]
+        if new.get("hd_day") == today and flat and flat[-1] == health:
             return  # already recorded today with this score
-        # [[day, health], ...], oldest first: the last sample of each day with one
-        days: list[list[int]] = [[d, h] for d, h in new.get("hd", ()) if d < today]
-        days.append([today, health])
+        # (day, health) where the health changed, oldest first; a day's last score counts
+        days = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] < today]
+        if not days or days[-1][1] != health:
+            days.append((today, health))
         cutoff = today - self.scoring.spec.health.trend_days
         reference = next((i for i in range(len(days) - 1, -1, -1) if days[i][0] <= cutoff), None)
         new["trend"] = 0 if reference is None else health - days[reference][1]
-        new["hd"] = days[reference:] if reference is not None else days
+        new["hd"] = [x for pair in days[reference or 0 :] for x in pair]
         new["hd_day"] = today
-        new["hd_last"] = health
+        new.pop("hd_last", None)
 
 
-def _same_points(entry: list[Any] | None, before: list[Any] | None) -> bool:
-    if entry is None or before is None:
-        return entry is before
-    return bool(entry[1] == before[1])
+SCORES_LAYOUT = "2"
+"""How the bookkeeping in ``state.scores`` is laid out (part of the definitions' digest).
 
+2: ``fp`` is a list in factor order of points (data), [points] (missing, scored by the
+policy) or None (excluded); factor values are not stored but computed when shown. ``hd``
+is [day, health, …] at the days the health changed; ``snap`` is the last snapshot's
+[time, health, tier, stage, r, f, m, at risk, open alerts].
+"""
 
 _KEY_OF = {feature: key for key, feature in SCORE_KEYS.items()}
 _RFM_KEYS = ("r", "f", "m", "eo90", "p_alive", "clv")

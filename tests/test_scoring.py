@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 from datetime import timedelta
@@ -14,9 +15,10 @@ import pytest
 from rules.engine import Engine, EngineConfig
 from rules.loader import DEFAULT_SCORING, RulePackError, load_rules
 from rules.scoring import Scorer
+from schemas import CustomerHealth
 from streams.features import FEATURES
 from streams.sketch import CutPoints
-from streams.state import CustomerState
+from streams.state import CustomerState, day_of
 from tests.factories import CID, T0, account, clv_model, contact, login, order, ticket
 
 BASE = DEFAULT_SCORING.read_text(encoding="utf-8")
@@ -191,13 +193,20 @@ def feed(engine: Engine, state: CustomerState, events: list[Any]) -> list[Any]:
     return out
 
 
+def contributions(engine: Engine, state: CustomerState) -> dict[str, list[Any]]:
+    """The health factors' contributions as of the customer's last evaluation."""
+    assert engine.scorer is not None and state.evaluated_at is not None
+    at = state.evaluated_at
+    return engine.scorer.contributions(state.scores, lambda n: FEATURES[n].compute(state, at))
+
+
 def test_health_adds_weighted_points_and_leaves_out_factors_without_data(tmp_path: Path) -> None:
     engine = scored_engine(tmp_path, snapshot_interval=0.0)
     state = CustomerState(CID)
     feed(engine, state, [account(T0), login(T0), ticket(T0, "t1")])
     scores = state.scores
     assert engine.scorer is not None
-    contrib = engine.scorer.contributions(scores)
+    contrib = contributions(engine, state)
     # new customer: profile new-customer; order_rhythm and satisfaction have no data
     assert scores["profile"] == "new-customer"
     assert set(contrib) == {"login_activity", "complaints", "key_contacts", "critical_tickets"}
@@ -212,7 +221,7 @@ def test_missing_points_policy_and_trend(tmp_path: Path) -> None:
     state = CustomerState(CID)
     feed(engine, state, [account(T0), login(T0)])
     assert engine.scorer is not None
-    assert engine.scorer.contributions(state.scores)["satisfaction"][:2] == [None, 50]
+    assert contributions(engine, state)["satisfaction"][:2] == [None, 50]
     first = state.scores["health"]
     feed(engine, state, [ticket(T0 + timedelta(days=8), "t1")])
     assert state.scores["trend"] == state.scores["health"] - first
@@ -259,7 +268,7 @@ def test_a_failing_factor_keeps_its_last_points_and_reports_an_error(tmp_path: P
     result = engine.apply(state, account(T0))
     assert any(e.rule_id == "scoring.health.key_contacts" for e in result.errors)
     assert engine.scorer is not None
-    assert "key_contacts" not in engine.scorer.contributions(state.scores)  # no points yet
+    assert "key_contacts" not in contributions(engine, state)  # no points yet
     assert 0 <= state.scores["health"] <= 100
 
 
@@ -346,14 +355,14 @@ def test_new_definitions_recompute_every_part(tmp_path: Path) -> None:
     engine = scored_engine(tmp_path)
     state = CustomerState(CID)
     feed(engine, state, [account(T0), login(T0), ticket(T0, "t1")])
-    assert state.scores["fp"]["complaints"] == [1.0, 60]
+    assert contributions(engine, state)["complaints"][:2] == [1.0, 60]
     softer = BASE.replace(
         "        - {below: 2, points: 60}\n", "        - {below: 2, points: 10}\n"
     )
     (tmp_path / "v2").mkdir()
     engine2 = scored_engine(tmp_path / "v2", softer)
     feed(engine2, state, [login(T0 + timedelta(hours=1))])
-    assert state.scores["fp"]["complaints"] == [1.0, 10]
+    assert contributions(engine2, state)["complaints"][:2] == [1.0, 10]
 
 
 def test_new_cut_points_rescore_even_with_the_same_as_of(tmp_path: Path) -> None:
@@ -455,8 +464,8 @@ def test_at_risk_on_a_departure_clears_when_it_ages_out_without_other_wake_ups(
     engine = scored_engine(tmp_path, text, snapshot_interval=0.0)
     state = CustomerState(CID)
     left = T0 + timedelta(hours=1)
-    feed(engine, state, [account(T0), contact(left, "c1", "departed", name="Ada")])
-    assert state.scores["snap"]["mark"]["risk"] is True
+    flagged = feed(engine, state, [account(T0), contact(left, "c1", "departed", name="Ada")])
+    assert [s.at_risk for s in flagged if isinstance(s, CustomerHealth)][-1] is True
     cleared = [
         s
         for s in engine.advance(state, (T0 + timedelta(days=200)).timestamp()).snapshots
@@ -466,3 +475,100 @@ def test_at_risk_on_a_departure_clears_when_it_ages_out_without_other_wake_ups(
     assert cleared[0].as_of.timestamp() == pytest.approx(
         (left + timedelta(days=90)).timestamp(), abs=1e-3
     )
+
+
+CRITICAL_ONLY = """\
+tiers:
+  - id: normal
+lifecycle:
+  - id: mature
+health:
+  factors:
+    - id: crit
+      value: open_critical_tickets
+      weight: 100
+      grid:
+        - {below: 1, points: 100}
+        - {below: 2, points: 40}
+        - {points: 0}
+"""
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_health_trend_is_the_change_since_the_last_score_a_week_or_more_ago(
+    tmp_path: Path, seed: int
+) -> None:
+    # only the days the score changed are kept; the trend must be what keeping every
+    # evaluated day gave: the score now minus the last one on or before the cutoff day
+    rng = random.Random(seed)
+    path = scoring_file(tmp_path, CRITICAL_ONLY)
+    engine = Engine(load_rules([path]), EngineConfig(), wall_clock=lambda: 0.0)
+    state = CustomerState(CID)
+    history: list[tuple[int, int]] = []  # (day, score after every event), in time order
+    t = T0
+    for i in range(60):
+        t += timedelta(seconds=rng.randint(0, 5 * 86400))
+        status = rng.choice(["opened", "opened", "resolved"])
+        event = ticket(t, f"t{rng.randint(0, 2)}", status, "question", "critical", event_id=f"e{i}")
+        engine.apply(state, event)
+        today = day_of(t.timestamp())
+        health = state.scores["health"]
+        history.append((today, health))
+        before = [h for day, h in history if day <= today - 7]
+        assert state.scores["trend"] == (health - before[-1] if before else 0), i
+        kept = state.scores["hd"]
+        assert all(kept[j + 1] != kept[j + 3] for j in range(0, len(kept) - 2, 2)), kept
+
+
+def legacy_layout(scorer: Scorer, state: CustomerState, at: float) -> dict[str, Any]:
+    """``state.scores`` as the layout before SCORES_LAYOUT 2 stored it."""
+    scores = dict(state.scores)
+    shown = scorer.contributions(scores, lambda n: FEATURES[n].compute(state, at))
+    fp = scores["fp"]
+    scores["fp"] = {
+        f.spec.id: None
+        if entry is None
+        else [None, entry[0]]
+        if isinstance(entry, list)
+        else [shown[f.spec.id][0], entry]
+        for f, entry in zip(scorer.scoring.factors, fp, strict=True)
+    }
+    flat = scores["hd"]
+    scores["hd"] = [[flat[i], flat[i + 1]] for i in range(0, len(flat), 2)]
+    scores["hd_last"] = flat[-1]
+    snap = scores["snap"]
+    scores["snap"] = {
+        "at": snap[0],
+        "health": snap[1],
+        "mark": {
+            "tier": snap[2],
+            "stage": snap[3],
+            "rfm": snap[4:7],
+            "risk": snap[7],
+            "alerts": snap[8],
+        },
+    }
+    scores["def"] = "written-by-an-older-version"
+    scores["ovr"] = None
+    return scores
+
+
+def test_scores_stored_in_the_earlier_layout_carry_on_where_they_were(tmp_path: Path) -> None:
+    engine = scored_engine(tmp_path, snapshot_interval=0.0)
+    assert engine.scorer is not None
+    start = [account(T0), login(T0), login(T0 + timedelta(days=1), event_id="e1")]
+    later = [
+        ticket(T0 + timedelta(days=8), "t1", event_id="e2"),
+        ticket(T0 + timedelta(days=9), "t2", event_id="e4"),
+        login(T0 + timedelta(days=10), event_id="e3"),
+    ]
+    current, legacy = CustomerState(CID), CustomerState(CID)
+    feed(engine, current, start)
+    feed(engine, legacy, start)
+    assert legacy.evaluated_at is not None
+    legacy.scores = legacy_layout(engine.scorer, legacy, legacy.evaluated_at)
+    legacy = CustomerState.from_bytes(legacy.to_bytes())
+    # the same outputs, with no extra "first" snapshot, and the trend as if never stored apart
+    assert feed(engine, legacy, later) == feed(engine, current, later)
+    assert legacy.scores["trend"] == current.scores["trend"] != 0
+    assert legacy.scores == current.scores
