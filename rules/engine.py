@@ -138,7 +138,8 @@ class _Pass:
     state: CustomerState
     at: float
     values: dict[str, Any] = field(default_factory=dict)
-    alerts_changed: bool = False
+    alerts_changed: bool = False  # in the current round
+    alerts_touched: bool = False  # in this pass: fired, resolved, snoozed or forgotten
     timers: frozenset[str] = frozenset()  # rules whose lifecycle timer is due
 
     def value(self, name: str) -> Any:
@@ -216,7 +217,13 @@ class Engine:
         )
         # what rules and scoring read; scoring is skipped while none of its inputs changed
         self._score_inputs = scoring.inputs if scoring is not None else frozenset()
-        inputs = rules.inputs | self._score_inputs
+        # what the snapshot check reads; it is skipped while none of it changed
+        self._snapshot_inputs = (
+            SNAPSHOT_MARKS | frozenset(scoring.at_risk.variables())
+            if scoring is not None
+            else frozenset()
+        )
+        inputs = rules.inputs | self._score_inputs | self._snapshot_inputs
         self._time_inputs = frozenset(n for n in inputs if FEATURES[n].changes_with_time)
         # features every event kind may change (first-seen time, pruning): checked by value
         kinds = [names for kind, names in KINDS_CHANGING.items() if kind in EVENT_KINDS]
@@ -247,6 +254,14 @@ class Engine:
                 wakers.append((guard, own, others))
         self._wakers = tuple(wakers)
         self._thresholds = _ascending(merged.items())
+        # scoring's time inputs whose changes an unguarded rule's wake-ups already count
+        covered = {n for guard, _, others in wakers if guard is None for n in others}
+        self._score_timed = tuple(
+            n
+            for n in self._score_timed
+            if n not in covered
+            and not (FEATURES[n].moves_with and covered.issuperset(FEATURES[n].moves_with))
+        )
 
     def set_cut_points(self, cuts: CutPoints | None) -> None:
         """Use these population cut points for RFM scores from now on (the next evaluations)."""
@@ -554,7 +569,9 @@ class Engine:
         for orphan in [r for r in one.state.alerts if r not in self._by_id]:
             result.forgotten.append((orphan, one.state.alerts.pop(orphan).get("id")))
             one.state.last_fired.pop(orphan, None)
+            one.alerts_touched = True
         tier_change = None
+        full_step = True
         if self.scorer is not None:
             outcome = self.scorer.step(
                 one.state, one.at, one.value, changed if score_changed is None else score_changed
@@ -564,6 +581,7 @@ class Engine:
             if changed is not None:
                 changed = changed | outcome.changed
             tier_change = outcome.tier_change
+            full_step = outcome.full
             if tier_change is not None:
                 result.outputs.append(self._tier_notice(one, *tier_change))
             for where, message in outcome.errors:
@@ -575,12 +593,31 @@ class Engine:
             if not one.alerts_changed:
                 break
             self._round(one, frozenset(), result, self._alert_dependent)
-        if self.scorer is not None:
+        if self.scorer is not None and not self._snapshot_unchanged(one, changed, full_step):
             self._snapshot(one, result, tier_change)
         result.eval_seconds = time.perf_counter() - started
         return result
 
     # -- customer-health snapshots ---------------------------------------------------------
+    def _snapshot_unchanged(
+        self, one: _Pass, changed: frozenset[str] | None, full_step: bool
+    ) -> bool:
+        """True if the snapshot check would find what it found last time: nothing to send.
+
+        Nothing it reads moved since the last evaluation (scores, the at-risk flag's inputs,
+        alerts), the last check had nothing waiting for the interval, and scoring kept its
+        definitions. A new snapshot interval or health delta applies from the next change.
+        """
+        scores = one.state.scores
+        return (
+            changed is not None
+            and not full_step
+            and not one.alerts_touched
+            and "snap" in scores
+            and "snap_due" not in scores
+            and changed.isdisjoint(self._snapshot_inputs)
+        )
+
     def _snapshot(
         self,
         one: _Pass,
@@ -736,7 +773,7 @@ class Engine:
             result.evaluations += 1
             try:
                 if self._step(rule, one, result):
-                    one.alerts_changed = True
+                    one.alerts_changed = one.alerts_touched = True
                     for name in self._alert_features:  # their cached values are stale now
                         one.values.pop(name, None)
             except (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
@@ -948,7 +985,7 @@ class Engine:
         snooze = until.timestamp()
         self._resolve(rule, one, rec, result, "snoozed", snooze if snooze > one.at else None)
         one.state.last_fired.pop(rule_id, None)  # the snooze, not the cooldown, governs
-        one.alerts_changed = True
+        one.alerts_changed = one.alerts_touched = True
         one.timers = one.timers | {rule_id}  # a snooze already over: evaluate it again now
 
     # -- output construction --------------------------------------------------------------
@@ -1060,6 +1097,10 @@ class Engine:
 
 _SCORE_FEATURES = KINDS_CHANGING["scores"]
 _SNAPSHOT_SET = frozenset(SNAPSHOT_FEATURES)
+SNAPSHOT_MARKS = frozenset(
+    {"tier", "lifecycle_stage", "rfm_r_score", "rfm_f_score", "rfm_m_score", "health_score"}
+)
+"""The scores a snapshot check compares with the last snapshot (with at risk and alerts)."""
 _MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Engine._snapshot``)."""
 

@@ -95,6 +95,7 @@ class ScoreOutcome:
     changed: set[str] = field(default_factory=set)  # features whose value changed
     tier_change: tuple[str, str] | None = None  # (from, to)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (part, message)
+    full: bool = False  # every part was recomputed (first step, new definitions, override)
 
 
 def points_for(factor: Factor, value: float) -> int:
@@ -213,6 +214,7 @@ class Scorer:
             or old.get("ovr") != override
             or old.get("def") != self._digest
         )
+        outcome.full = full
         new["def"] = self._digest
         if override is None:
             new.pop("ovr", None)
@@ -418,14 +420,18 @@ class Scorer:
             flat = [x for pair in flat for x in pair]
         if new.get("hd_day") == today and flat and flat[-1] == health:
             return  # already recorded today with this score
-        # (day, health) where the health changed, oldest first; a day's last score counts
-        days = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2) if flat[i] < today]
-        if not days or days[-1][1] != health:
-            days.append((today, health))
+        # [day, health, …] where the score changed, oldest first; a day's last score counts
+        end = len(flat)
+        while end and flat[end - 2] >= today:
+            end -= 2
+        if not end or flat[end - 1] != health:
+            flat = [*flat[:end], today, health]
+        elif end < len(flat):
+            flat = flat[:end]
         cutoff = today - self.scoring.spec.health.trend_days
-        reference = next((i for i in range(len(days) - 1, -1, -1) if days[i][0] <= cutoff), None)
-        new["trend"] = 0 if reference is None else health - days[reference][1]
-        new["hd"] = [x for pair in days[reference or 0 :] for x in pair]
+        reference = next((i for i in range(len(flat) - 2, -1, -2) if flat[i] <= cutoff), None)
+        new["trend"] = 0 if reference is None else health - flat[reference + 1]
+        new["hd"] = flat[reference:] if reference else flat
         new["hd_day"] = today
         new.pop("hd_last", None)
 

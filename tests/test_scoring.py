@@ -572,3 +572,18 @@ def test_scores_stored_in_the_earlier_layout_carry_on_where_they_were(tmp_path: 
     assert feed(engine, legacy, later) == feed(engine, current, later)
     assert legacy.scores["trend"] == current.scores["trend"] != 0
     assert legacy.scores == current.scores
+
+
+def test_a_new_at_risk_definition_is_in_the_next_snapshot_even_if_nothing_else_moved(
+    tmp_path: Path,
+) -> None:
+    engine = scored_engine(tmp_path, snapshot_interval=0.0)
+    state = CustomerState(CID)
+    first = feed(engine, state, [account(T0), login(T0)])
+    assert {s.at_risk for s in first if isinstance(s, CustomerHealth)} == {False}
+    (tmp_path / "v2").mkdir()
+    flagged = BASE.replace('at_risk: "open_high_alerts > 0"', 'at_risk: "tenure_days >= 0"', 1)
+    engine2 = scored_engine(tmp_path / "v2", flagged, snapshot_interval=0.0)
+    later = feed(engine2, state, [login(T0 + timedelta(minutes=5), event_id="e2")])
+    [snapshot] = [s for s in later if isinstance(s, CustomerHealth)]
+    assert snapshot.at_risk is True and snapshot.reasons == ["risk"]
