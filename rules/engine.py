@@ -139,7 +139,7 @@ class _Pass:
     at: float
     values: dict[str, Any] = field(default_factory=dict)
     alerts_changed: bool = False  # in the current round
-    alerts_touched: bool = False  # in this pass: fired, resolved, snoozed or forgotten
+    alerts_touched: bool = False  # in this pass: one fired, resolved, was forgotten or upgraded
     timers: frozenset[str] = frozenset()  # rules whose lifecycle timer is due
 
     def value(self, name: str) -> Any:
@@ -208,7 +208,15 @@ class Engine:
         scoring = rules.scoring
         shown = frozenset().union(*self._shown.values())
         self.scorer = (
-            Scorer(scoring, limit, self.config.clv_model, read_elsewhere=rules.inputs | shown)
+            Scorer(
+                scoring,
+                limit,
+                self.config.clv_model,
+                read_elsewhere=rules.inputs | shown,
+                # the snapshot check is skipped while nothing it reads moved: a new delta
+                # makes every customer's next step a full one, and so checks again
+                context=f"health delta {self.config.snapshot_health_delta}",
+            )
             if scoring is not None
             else None
         )
@@ -304,7 +312,7 @@ class Engine:
             for n, old in zip(self._any_event, before, strict=True)
             if FEATURES[n].compute(state, at) != old
         )
-        one = _Pass(state, at)
+        one = _Pass(state, at, alerts_touched=task_rule is not None)  # a record may be upgraded
         if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
             self._snooze(one, task_rule, event.snooze_until, result)
         # the features every kind may change moved by the event only if their value did
@@ -572,7 +580,10 @@ class Engine:
             one.alerts_touched = True
         tier_change = None
         full_step = True
-        if self.scorer is not None:
+        if self.scorer is None:
+            # scores kept while scoring is off go stale: recompute them all when it is back
+            one.state.scores.pop("def", None)
+        else:
             outcome = self.scorer.step(
                 one.state, one.at, one.value, changed if score_changed is None else score_changed
             )
@@ -680,16 +691,14 @@ class Engine:
         model = self.config.clv_model
         cuts = scorer.cuts
         factors = {
-            factor_id: {
-                "value": raw,
-                "points": points,
-                "weight": weight,
-                "contribution": share,
-                "missing": raw is None,
+            share.factor: {
+                "value": share.value,
+                "points": share.points,
+                "weight": share.weight,
+                "contribution": share.contribution,
+                "missing": share.missing,
             }
-            for factor_id, (raw, points, weight, share) in scorer.contributions(
-                scores, one.value
-            ).items()
+            for share in scorer.shares(scores, one.value)
         }
         since = scores.get("tier_since")
         return CustomerHealth.model_validate(
@@ -773,7 +782,7 @@ class Engine:
             result.evaluations += 1
             try:
                 if self._step(rule, one, result):
-                    one.alerts_changed = one.alerts_touched = True
+                    one.alerts_changed = True
                     for name in self._alert_features:  # their cached values are stale now
                         one.values.pop(name, None)
             except (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
@@ -783,8 +792,8 @@ class Engine:
         """Move one rule's lifecycle for the customer; True if an alert fired or resolved."""
         state, at, spec = one.state, one.at, rule.rule
         rec = state.alerts.get(rule.id)
-        if rec is not None:
-            self._upgrade(rule, rec)
+        if rec is not None and self._upgrade(rule, rec):
+            one.alerts_touched = True
         status = rec["s"] if rec else "idle"
         applies_to = self._applies_to.get(rule.id)
         applies = applies_to is None or applies_to.run(one.value) is True
@@ -834,15 +843,18 @@ class Engine:
         self._fire(rule, one, rec, result)
         return True
 
-    def _upgrade(self, rule: CompiledRule, rec: dict[str, Any]) -> None:
-        """Fill in what records written by an older version lack (task status, severity)."""
+    def _upgrade(self, rule: CompiledRule, rec: dict[str, Any]) -> bool:
+        """Fill in what records written by an older version lack (task status, severity);
+        True if the severity was added (``open_high_alerts`` may count it now)."""
         if rec["s"] != "firing":
-            return
+            return False
         if "task" in rec and "tstat" not in rec:
             rec["tstat"] = "open"
             rec["tat"] = rec["since"]
         if "sev" not in rec and not rule.reads_alerts:
             rec["sev"] = rule.rule.severity
+            return True
+        return False
 
     def _inhibitor(self, rule: CompiledRule, state: CustomerState) -> str | None:
         for other in self.rules.inhibited_by.get(rule.id, ()):
@@ -900,6 +912,7 @@ class Engine:
             result.outputs.append(task)
         state.alerts[rule.id] = record
         state.last_fired[rule.id] = at
+        one.alerts_touched = True
         self._maybe_escalate(rule, one, record, result)
 
     def _resolve(
@@ -934,6 +947,7 @@ class Engine:
             state.alerts[rule.id] = {"s": "idle", **memory}
         else:
             del state.alerts[rule.id]
+        one.alerts_touched = True
 
     @staticmethod
     def _escalation_pending(spec: TaskSpec | None, rec: dict[str, Any]) -> bool:
@@ -985,7 +999,7 @@ class Engine:
         snooze = until.timestamp()
         self._resolve(rule, one, rec, result, "snoozed", snooze if snooze > one.at else None)
         one.state.last_fired.pop(rule_id, None)  # the snooze, not the cooldown, governs
-        one.alerts_changed = one.alerts_touched = True
+        one.alerts_changed = True
         one.timers = one.timers | {rule_id}  # a snooze already over: evaluate it again now
 
     # -- output construction --------------------------------------------------------------

@@ -15,7 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import cel
 
@@ -98,6 +98,17 @@ class ScoreOutcome:
     full: bool = False  # every part was recomputed (first step, new definitions, override)
 
 
+class FactorShare(NamedTuple):
+    """One health factor's part in the score, as a snapshot shows it."""
+
+    factor: str
+    value: float | None
+    points: int
+    missing: bool  # no data: the points are the missing-data policy's
+    weight: float  # scaled so the weights of the factors with data sum to 100
+    contribution: float
+
+
 def points_for(factor: Factor, value: float) -> int:
     """Points of ``value`` on the factor's grid."""
     for step in factor.grid:
@@ -120,6 +131,7 @@ class Scorer:
     have changed; the others keep their stored results, so the outcome is the same as
     recomputing everything. ``read_elsewhere``: features the rules read (conditions and
     templates); CLV is computed in every step only when they, or scoring itself, read it.
+    ``context``: anything else stored scores depend on; when it differs, the next step is full.
     """
 
     def __init__(
@@ -129,6 +141,7 @@ class Scorer:
         model: ClvModel | None = None,
         cuts: CutPoints | None = None,
         read_elsewhere: frozenset[str] = frozenset(),
+        context: str = "",
     ) -> None:
         self.scoring = scoring
         self.model = model
@@ -158,7 +171,7 @@ class Scorer:
         # stored parts computed under other definitions (or another layout of the stored
         # scores, SCORES_LAYOUT) are recomputed in full
         self._digest = hashlib.blake2b(
-            (SCORES_LAYOUT + scoring.spec.model_dump_json()).encode(), digest_size=6
+            (SCORES_LAYOUT + context + scoring.spec.model_dump_json()).encode(), digest_size=6
         ).hexdigest()
         self._cuts_digest: str | None = None
         self.cuts = cuts
@@ -389,18 +402,25 @@ class Scorer:
             return self.scoring.spec.health.no_data_score
         return math.floor(found[0] + 0.5)
 
-    def contributions(
-        self, scores: dict[str, Any], value: Callable[[str], Any]
-    ) -> dict[str, list[Any]]:
-        """Per factor with data: [value, points, weight, contribution] (weights rescaled).
+    def _stored_points(self, scores: dict[str, Any]) -> list[Any]:
+        """The stored factor entries in definition order, also from the earlier layout."""
+        stored = scores.get("fp")
+        if isinstance(stored, dict):  # before SCORES_LAYOUT 2: {id: [value, points] | None}
+            return [_entry_of(stored.get(f.spec.id)) for f, *_ in self._factors]
+        if not isinstance(stored, list) or scores.get("def") != self._digest:
+            return []  # computed under other definitions: not known until the next step
+        return stored
+
+    def shares(self, scores: dict[str, Any], value: Callable[[str], Any]) -> list[FactorShare]:
+        """Every factor with data: its value, points, scaled weight and contribution.
 
         ``value(name)`` gives the features at the time of the scores: a factor's value is
-        shown, not stored (None when missing or when it cannot be computed).
+        worked out, not stored (None when missing or when it cannot be computed).
         """
-        found = self._shares(scores.get("fp", []), scores.get("profile", ""))
+        found = self._shares(self._stored_points(scores), scores.get("profile", ""))
         if found is None:
-            return {}
-        shown = {}
+            return []
+        shown = []
         for i, got, missing, weight, share in found[1]:
             compiled, value_of, *_ = self._factors[i]
             raw: float | None = None
@@ -409,8 +429,19 @@ class Scorer:
                     raw = _json_number(self._value(compiled, value_of, value))
                 except _CEL_ERRORS:
                     raw = None
-            shown[compiled.spec.id] = [raw, got, round(weight, 2), round(share, 2)]
+            shown.append(
+                FactorShare(compiled.spec.id, raw, got, missing, round(weight, 2), round(share, 2))
+            )
         return shown
+
+    def contributions(
+        self, scores: dict[str, Any], value: Callable[[str], Any]
+    ) -> dict[str, list[Any]]:
+        """Per factor with data: [value, points, weight, contribution] (see :meth:`shares`)."""
+        return {
+            f.factor: [f.value, f.points, f.weight, f.contribution]
+            for f in self.shares(scores, value)
+        }
 
     def _trend(self, new: dict[str, Any], health: int, at: float) -> None:
         """Record today's health and the change since ``trend_days`` ago."""
@@ -444,6 +475,14 @@ policy) or None (excluded); factor values are not stored but computed when shown
 is [day, health, …] at the days the health changed; ``snap`` is the last snapshot's
 [time, health, tier, stage, r, f, m, at risk, open alerts].
 """
+
+
+def _entry_of(legacy: list[Any] | None) -> int | list[int] | None:
+    """A factor entry of SCORES_LAYOUT 2 from one of the layout before ([value, points])."""
+    if legacy is None:
+        return None
+    return [legacy[1]] if legacy[0] is None else legacy[1]
+
 
 _KEY_OF = {feature: key for key, feature in SCORE_KEYS.items()}
 _RFM_KEYS = ("r", "f", "m", "eo90", "p_alive", "clv")
