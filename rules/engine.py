@@ -616,8 +616,8 @@ class Engine:
         """True if the snapshot check would find what it found last time: nothing to send.
 
         Nothing it reads moved since the last evaluation (scores, the at-risk flag's inputs,
-        alerts), the last check had nothing waiting for the interval, and scoring kept its
-        definitions. A new snapshot interval or health delta applies from the next change.
+        alerts), the last check had nothing waiting for the interval, and the step was not a
+        full one (new definitions or health delta, scoring back on, a first step).
         """
         scores = one.state.scores
         return (
