@@ -477,13 +477,19 @@ def test_at_risk_on_a_departure_clears_when_it_ages_out_without_other_wake_ups(
     )
 
 
-CRITICAL_ONLY = """\
+PLAIN = """\
 tiers:
   - id: normal
 lifecycle:
   - id: mature
 health:
   factors:
+"""
+"""One tier, one stage: scoring definitions up to their health factors."""
+
+CRITICAL_ONLY = (
+    PLAIN
+    + """\
     - id: crit
       value: open_critical_tickets
       weight: 100
@@ -492,6 +498,7 @@ health:
         - {below: 2, points: 40}
         - {points: 0}
 """
+)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -649,13 +656,9 @@ def test_scores_catch_up_when_scoring_is_switched_back_on(tmp_path: Path) -> Non
     assert toggled.scores["health"] == always.scores["health"] < 100
 
 
-RATIO_FACTOR = """\
-tiers:
-  - id: normal
-lifecycle:
-  - id: mature
-health:
-  factors:
+RATIO_FACTOR = (
+    PLAIN
+    + """\
     - id: ratio
       # fails (integer division by zero) when no ticket is open
       value: open_critical_tickets / open_tickets
@@ -670,6 +673,7 @@ health:
         - {below: 1, points: 100}
         - {points: 0}
 """
+)
 
 
 def test_a_factor_that_fails_keeps_its_points_and_shows_no_value(tmp_path: Path) -> None:
