@@ -642,7 +642,7 @@ class Engine:
             rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
         )
         at_risk = self.scorer.at_risk(one.value)
-        last = _last_snapshot(scores.get("snap"))
+        last = scores.get("snap")  # [time, health, *marks]
         health = scores.get("health", 0)
         # the snapshot's material marks: tier, stage, r, f, m, at risk, open alerts
         mark = [
@@ -1117,22 +1117,6 @@ SNAPSHOT_MARKS = frozenset(
 """The scores a snapshot check compares with the last snapshot (with at risk and alerts)."""
 _MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Engine._snapshot``)."""
-
-
-def _last_snapshot(stored: Any) -> list[Any] | None:
-    """The last snapshot's [time, health, *marks], also from the layout before it was a list."""
-    if stored is None or isinstance(stored, list):
-        return stored
-    mark = stored["mark"]  # {"at", "health", "mark": {tier, stage, rfm, risk, alerts}}
-    return [
-        stored["at"],
-        stored["health"],
-        mark.get("tier"),
-        mark.get("stage"),
-        *mark.get("rfm", [0, 0, 0]),
-        mark.get("risk"),
-        mark.get("alerts"),
-    ]
 
 
 def _ascending(

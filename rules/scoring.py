@@ -215,6 +215,8 @@ class Scorer:
         """
         old = state.scores
         new: dict[str, Any] = dict(old)
+        if old.get("def") != self._digest:
+            _from_layout_1(new)
         outcome = ScoreOutcome()
         try:
             self._rfm(state, at, new)
@@ -263,9 +265,7 @@ class Scorer:
             new["profile"] = part("profile", lambda: self._profile(read), old.get("profile", ""))
             rescore = rescore or new["profile"] != old.get("profile")
         # a full step starts afresh: factors of earlier definitions must not linger
-        count = len(self._factors)
-        old_points: list[Any] = [] if full else old.get("fp", [])
-        points: list[Any] = list(old_points) if len(old_points) == count else [None] * count
+        points: list[Any] = [None] * len(self._factors) if full else list(old["fp"])
         for i, (factor, value_of, missing_of, inputs) in enumerate(self._factors):
             if full or not moved.isdisjoint(inputs):
                 try:
@@ -447,8 +447,6 @@ class Scorer:
         """Record today's health and the change since ``trend_days`` ago."""
         today = day_of(at)
         flat: list[int] = new.get("hd", [])
-        if flat and isinstance(flat[0], list):  # written before SCORES_LAYOUT 2: [[day, h], …]
-            flat = [x for pair in flat for x in pair]
         if new.get("hd_day") == today and flat and flat[-1] == health:
             return  # already recorded today with this score
         # [day, health, …] where the score changed, oldest first; a day's last score counts
@@ -464,7 +462,6 @@ class Scorer:
         new["trend"] = 0 if reference is None else health - flat[reference + 1]
         new["hd"] = flat[reference:] if reference else flat
         new["hd_day"] = today
-        new.pop("hd_last", None)
 
 
 SCORES_LAYOUT = "2"
@@ -475,6 +472,27 @@ policy) or None (excluded); factor values are not stored but computed when shown
 is [day, health, …] at the days the health changed; ``snap`` is the last snapshot's
 [time, health, tier, stage, r, f, m, at risk, open alerts].
 """
+
+
+def _from_layout_1(scores: dict[str, Any]) -> None:
+    """Bring the health history and last snapshot of the layout before SCORES_LAYOUT 2 to
+    it, in place (the full step that follows recomputes the factor points)."""
+    history = scores.get("hd")
+    if history and isinstance(history[0], list):  # [[day, health], …]
+        scores["hd"] = [x for pair in history for x in pair]
+    scores.pop("hd_last", None)
+    snap = scores.get("snap")
+    if isinstance(snap, dict):  # {"at", "health", "mark": {tier, stage, rfm, risk, alerts}}
+        mark = snap["mark"]
+        scores["snap"] = [
+            snap["at"],
+            snap["health"],
+            mark.get("tier"),
+            mark.get("stage"),
+            *mark.get("rfm", [0, 0, 0]),
+            mark.get("risk"),
+            mark.get("alerts"),
+        ]
 
 
 def _entry_of(legacy: list[Any] | None) -> int | list[int] | None:
