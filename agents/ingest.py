@@ -1,15 +1,16 @@
-"""Faust agents and timers: one ingest agent per input topic, one for re-keyed events, ticks."""
+"""Wiring into the Faust app: the input reader, the partition anchor, timers, rebalance hooks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
 import faust
 from faust.types import StreamT
 
 from agents.metrics import Metrics
+from agents.reader import InputReader
 from agents.rfm_population import read_rfm_summaries
 from agents.runtime import Pipeline
 from agents.views import register_views
@@ -53,17 +54,6 @@ def make_engine(settings: Settings) -> Engine:
     return Engine(rules, config)
 
 
-def _ingest_agent(
-    pipeline: Pipeline, kind: str | None
-) -> Callable[[StreamT[Any]], Awaitable[None]]:
-    async def ingest(stream: StreamT[Any]) -> None:
-        events: AsyncIterable[Any] = stream.noack().events()  # type: ignore[attr-defined]
-        async for event in events:
-            await pipeline.handle(kind, event)
-
-    return ingest
-
-
 def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
     """Attach churnguard's agents, tick timer and rebalance hooks to ``app``."""
     topics: Topics = app.churnguard_topics  # type: ignore[attr-defined]
@@ -76,24 +66,25 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
         clock=make_clock(settings),
         metrics=metrics,
     )
-    for kind, topic in topics.inputs.items():
-        app.agent(topic, name=f"churnguard.ingest.{kind}")(_ingest_agent(pipeline, kind))
-    app.agent(topics.rekeyed, name="churnguard.ingest.rekeyed")(_ingest_agent(pipeline, None))
+    reader = InputReader(app, settings, pipeline)
 
-    async def sweep(stream: StreamT[Any]) -> None:
-        events: AsyncIterable[Any] = stream.noack().events()  # type: ignore[attr-defined]
-        async for event in events:
-            await pipeline.tick(event)
+    async def anchor(stream: StreamT[Any]) -> None:
+        # Faust's group assigns churnguard.ticks with the table's changelog: the partitions of
+        # this topic are the partition numbers this worker owns. Nothing needs to be read.
+        async for _ in stream:
+            pass
 
-    app.agent(topics.ticks, name="churnguard.sweep")(sweep)
-    ticks_name = topics.ticks.get_topic_name()
+    app.agent(topics.ticks, name="churnguard.partitions")(anchor)
 
-    async def send_ticks() -> None:
-        for tp in app.consumer.assignment():
-            if tp.topic == ticks_name:
-                await topics.ticks.send(value=b"{}", partition=tp.partition)
-
-    app.timer(settings.tick_interval_s, name="churnguard.ticks")(send_ticks)
+    @app.task
+    async def _read_inputs() -> None:
+        try:
+            await reader.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.critical("input_reader_failed error=%r action=stop_worker", exc, exc_info=True)
+            await app.crash(exc)
 
     async def refresh_rfm() -> None:
         try:
@@ -109,11 +100,11 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
 
     @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
-        pipeline.on_revoked(revoked)
+        await reader.on_revoked()
 
-    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
-    async def _assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
-        pipeline.on_assigned(assigned)
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
+    async def _recovered(sender: Any, **kwargs: Any) -> None:
+        await reader.on_rebalance_complete()
 
     @app.task
     async def _announce() -> None:

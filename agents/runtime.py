@@ -1,10 +1,13 @@
-"""The glue between Faust events and the pure engine: decode, buffer, flush, sweep.
+"""The glue between the input reader and the pure engine: decode, batch, buffer, flush, sweep.
 
-Each partition has a write-behind buffer. Events update customer states in the buffer; a
-flush writes each dirty customer to the table once (with its next deadline, which also goes
-into the partition's deadline index), delivers the buffered alerts and tasks, and only then
-acks the events, so committed offsets never run ahead of persisted state.
-A flush happens when a buffer gets old or large, and on every tick of the partition.
+The input reader (agents/reader.py) hands a partition's records here in event-time order.
+They are decoded and validated as they are read; a batch is grouped by customer and applied
+with one state in hand per customer (rules/batch.py). Each partition has a write-behind
+buffer: a flush writes each dirty customer to the table once (with its next deadline, which
+also goes into the partition's deadline index), hands the changelog records, alerts, tasks,
+snapshots, dead letters and re-keyed records to the producer without waiting per record, and
+gives back the deliveries; the reader commits the partition's input offsets only once they
+are all acknowledged, so committed offsets never run ahead of persisted state.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import TP, AppT, EventT, TopicT
+from faust.types import TP, AppT, TopicT
 
 from agents.metrics import Metrics
 from agents.rfm_population import RfmPopulation, merged_cut_points
+from agents.store import StateStore
+from rules.batch import Timed, apply_batch, group_by_customer
 from rules.engine import TIER_CHANGED, Engine, Output, Result
 from schemas import (
     AlertEvent,
@@ -32,6 +37,7 @@ from schemas import (
     encode,
     make_dead_letter,
 )
+from streams.alignment import UNTIMED
 from streams.app import Topics
 from streams.clock import Clock, WatermarkClock
 from streams.deadlines import DeadlineIndex
@@ -42,7 +48,32 @@ from streams.storage import decode_stored, encode_stored, stored_deadline, store
 
 log = logging.getLogger("churnguard.runtime")
 KIND_HEADER = "churnguard-kind"
-STALE_TICK_S = 30.0
+
+
+@dataclass(slots=True)
+class Record:
+    """One input record as read, with its decoded event or the reason it was rejected."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    kind: str | None
+    event: InputEvent | None = None
+    error: DecodeError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RawOutput:
+    """A record produced as it is: a dead letter or a re-keyed input."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
 
 
 @dataclass
@@ -51,9 +82,22 @@ class PartitionBuffer:
 
     states: dict[str, CustomerState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    outputs: list[Output | CustomerHealth] = field(default_factory=list)
-    pending: list[EventT] = field(default_factory=list)
+    outputs: list[Output | CustomerHealth | RawOutput] = field(default_factory=list)
+    records: int = 0  # input records taken into this buffer
     opened: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Flushed:
+    """A flush handed to the producer: what must be acknowledged before its offsets commit."""
+
+    partition: int
+    deliveries: list[asyncio.Future[Any]]
+    changelog: list[asyncio.Future[Any]]
+    states: int
+    outputs: int
+    records: int
+    started: float
 
 
 def _header_items(headers: Any) -> list[tuple[str, bytes]]:
@@ -61,8 +105,8 @@ def _header_items(headers: Any) -> list[tuple[str, bytes]]:
     return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
 
-def _header(headers: Any, name: str) -> bytes | None:
-    return next((v for k, v in _header_items(headers) if k == name), None)
+def _header(headers: list[tuple[str, bytes]], name: str) -> bytes | None:
+    return next((v for k, v in headers if k == name), None)
 
 
 class Pipeline:
@@ -82,6 +126,7 @@ class Pipeline:
         self.settings = settings
         self.topics = topics
         self.table = table
+        self.store = StateStore(table)
         self.engine = engine
         self.clock = clock
         self.metrics = metrics
@@ -96,71 +141,33 @@ class Pipeline:
             if isinstance(clock, WatermarkClock)
             else WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
         )
+        self.kind_of_topic = {t.get_topic_name(): k for k, t in topics.inputs.items()}
 
-    # -- per event ----------------------------------------------------------------------
-    async def handle(self, kind: str | None, event: EventT) -> None:
-        """Process one input record: dead-letter, re-key, or apply to its customer."""
-        msg = event.message
-        topic = msg.topic
+    # -- decoding (as records are read) -----------------------------------------------------
+    def decode(
+        self, topic: str, partition: int, offset: int, key: Any, value: Any, headers: Any
+    ) -> tuple[float, Record]:
+        """Decode and validate one input record; returns its event time and the record.
+
+        A record that cannot be used carries its error and no event time (it is dead-lettered
+        as soon as it heads its topic).
+        """
+        items = _header_items(headers)
+        kind = self.kind_of_topic.get(topic)
         if kind is None:  # the re-key topic says the kind in a header
-            raw_kind = _header(msg.headers, KIND_HEADER)
-            kind = raw_kind.decode() if raw_kind else None
+            raw_kind = _header(items, KIND_HEADER)
+            kind = raw_kind.decode(errors="replace") if raw_kind else None
+        rec = Record(topic, partition, offset, key, value, items, kind)
         try:
             if kind is None:
                 raise DecodeError("schema", f"missing {KIND_HEADER} header on re-keyed record")
-            parsed = decode_input(kind, msg.value, msg.headers)
-            self._check_time(parsed)
+            event = decode_input(kind, value, items)
+            self._check_time(event)
         except DecodeError as exc:
-            await self._dead_letter(event, exc.reason, exc.message)
-            return
-        customer_key = parsed.customer_id.encode()
-        partition = partition_for(parsed.customer_id, self.settings.partitions)
-        if msg.key != customer_key or msg.partition != partition:
-            await self._rekey(event, kind, parsed, partition)
-            return
-        occurred = parsed.occurred_at.timestamp()
-        watermark = self.watermarks.now(msg.partition)
-        if watermark is not None and occurred < watermark:
-            self.metrics.late_events.labels(topic).inc()
-        self.watermarks.observe(msg.partition, occurred, topic)
-        if self.clock is not self.watermarks:
-            self.clock.observe(msg.partition, occurred, topic)
-        buf = self._buffer(msg.partition)
-        state = self._load(buf, parsed.customer_id)
-        started = time.perf_counter()
-        result = self.engine.apply(state, parsed, not_before=watermark or 0.0)
-        self.metrics.engine_seconds.inc(time.perf_counter() - started)
-        self.metrics.events.labels(topic, "applied" if result.applied else "duplicate").inc()
-        if result.applied:
-            self._record(buf, msg.partition, state, result)
-        buf.pending.append(event)
-        if (
-            len(buf.dirty) >= self.settings.flush_max_dirty
-            or time.monotonic() - buf.opened >= self.settings.flush_interval_s
-        ):
-            await self.flush(msg.partition)
-
-    async def tick(self, event: EventT) -> None:
-        """Sweep the partition's due customers, then flush it."""
-        partition = event.message.partition
-        if self.index_stale:
-            self.rebuild_indexes()
-        now = self.clock.now(partition)
-        fresh = time.time() - event.message.timestamp <= STALE_TICK_S
-        buf = self._buffer(partition)
-        if now is not None and fresh:
-            index = self.indexes.setdefault(partition, DeadlineIndex())
-            due = index.pop_due(now)
-            self.metrics.sweep_due.inc(len(due))
-            for customer_id in due:
-                state = self._load(buf, customer_id)
-                started = time.perf_counter()
-                result = self.engine.advance(state, now)
-                self.metrics.engine_seconds.inc(time.perf_counter() - started)
-                self._record(buf, partition, state, result)
-            self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
-        buf.pending.append(event)
-        await self.flush(partition)
+            rec.error = exc
+            return UNTIMED, rec
+        rec.event = event
+        return event.occurred_at.timestamp(), rec
 
     def _check_time(self, event: InputEvent) -> None:
         if self.settings.clock != "wall":
@@ -173,6 +180,78 @@ class Pipeline:
                 f"(limit CHURNGUARD_MAX_FUTURE_SKEW_S={self.settings.max_future_skew_s:.0f})",
             )
 
+    # -- a batch of one partition ------------------------------------------------------------
+    def process(self, partition: int, records: list[Record]) -> None:
+        """Apply a partition's records, merged in event time, to its buffered states."""
+        buf = self._buffer(partition)
+        buf.records += len(records)
+        watermarks = self.watermarks
+        observe_clock = self.clock is not watermarks
+        settings_partitions = self.settings.partitions
+        timed: list[Timed] = []
+        for rec in records:
+            event = rec.event
+            if event is None:
+                assert rec.error is not None
+                buf.outputs.append(self._dead_letter(rec, rec.error))
+                continue
+            cid = event.customer_id
+            target = partition_for(cid, settings_partitions)
+            if rec.key != cid.encode() or rec.partition != target:
+                buf.outputs.append(self._rekey(rec, target))
+                continue
+            occurred = event.occurred_at.timestamp()
+            watermark = watermarks.now(partition)
+            if watermark is not None and occurred < watermark:
+                self.metrics.late_events.labels(rec.topic).inc()
+            watermarks.observe(partition, occurred, rec.topic)
+            if observe_clock:
+                self.clock.observe(partition, occurred, rec.topic)
+            timed.append((event, watermark or 0.0, rec.topic))
+        if not timed:
+            return
+        groups = group_by_customer(timed)
+        self._load_many(buf, partition, list(groups))
+        started = time.perf_counter()
+        batch = apply_batch(self.engine, buf.states, groups)
+        self.metrics.engine_seconds.inc(time.perf_counter() - started)
+        for cid, result in batch.results.items():
+            self._record(buf, buf.states[cid], result)
+        for topic, n in batch.applied.items():
+            self.metrics.events.labels(topic, "applied").inc(n)
+        for topic, n in batch.duplicates.items():
+            self.metrics.events.labels(topic, "duplicate").inc(n)
+
+    def sweep(self, partition: int, now: float | None) -> None:
+        """Advance the partition's customers whose deadline is due at ``now``."""
+        if self.index_stale:
+            self.rebuild_indexes()
+        if now is None:
+            return
+        buf = self._buffer(partition)
+        index = self.indexes.setdefault(partition, DeadlineIndex())
+        due = index.pop_due(now)
+        self.metrics.sweep_due.inc(len(due))
+        if due:
+            self._load_many(buf, partition, due)
+        for customer_id in due:
+            state = buf.states[customer_id]
+            started = time.perf_counter()
+            result = self.engine.advance(state, now)
+            self.metrics.engine_seconds.inc(time.perf_counter() - started)
+            self._record(buf, state, result)
+        self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
+
+    def flush_due(self, partition: int) -> bool:
+        """True when the partition's buffer is large or old enough to be flushed."""
+        buf = self.buffers.get(partition)
+        if buf is None:
+            return False
+        return (
+            len(buf.dirty) >= self.settings.flush_max_dirty
+            or time.monotonic() - buf.opened >= self.settings.flush_interval_s
+        )
+
     # -- buffers and state ----------------------------------------------------------------
     def _buffer(self, partition: int) -> PartitionBuffer:
         buf = self.buffers.get(partition)
@@ -180,27 +259,24 @@ class Pipeline:
             buf = self.buffers[partition] = PartitionBuffer()
         return buf
 
-    def _load(self, buf: PartitionBuffer, customer_id: str) -> CustomerState:
-        state = buf.states.get(customer_id)
-        if state is not None:
-            return state
-        raw = self.table.get(customer_id.encode())
-        if raw is None:
-            state = CustomerState(customer_id)
-        else:
+    def _load_many(self, buf: PartitionBuffer, partition: int, customer_ids: list[str]) -> None:
+        """Bring the customers' states into the buffer: one store read for those missing."""
+        states = buf.states
+        missing = [cid for cid in customer_ids if cid not in states]
+        if not missing:
+            return
+        raws = self.store.get_many(partition, [cid.encode() for cid in missing])
+        for cid, raw in zip(missing, raws, strict=True):
+            if raw is None:
+                states[cid] = CustomerState(cid)
+                continue
             try:
-                state = decode_stored(raw)
+                states[cid] = decode_stored(raw)
             except (ValueError, KeyError) as exc:
-                log.error(
-                    "state_unreadable customer_id=%s error=%r action=start_fresh", customer_id, exc
-                )
-                state = CustomerState(customer_id)
-        buf.states[customer_id] = state
-        return state
+                log.error("state_unreadable customer_id=%s error=%r action=start_fresh", cid, exc)
+                states[cid] = CustomerState(cid)
 
-    def _record(
-        self, buf: PartitionBuffer, partition: int, state: CustomerState, result: Result
-    ) -> None:
+    def _record(self, buf: PartitionBuffer, state: CustomerState, result: Result) -> None:
         buf.dirty.add(state.customer_id)
         buf.outputs.extend(result.outputs)
         buf.outputs.extend(result.snapshots)
@@ -223,19 +299,21 @@ class Pipeline:
                 error.message,
             )
 
-    async def flush(self, partition: int) -> None:
-        """Persist the partition's dirty states, deliver its outputs, then ack its events.
+    async def flush(self, partition: int) -> Flushed | None:
+        """Persist the partition's dirty states and hand them and its outputs to the producer.
 
-        Must run while the current Faust event belongs to ``partition`` (table writes go to
-        the current event's partition).
+        Returns what must be acknowledged before the partition's input offsets may be
+        committed (None when there was nothing to flush).
         """
         buf = self.buffers.pop(partition, None)
         if buf is None:
-            return
+            return None
         started = time.perf_counter()
         index = self.indexes.setdefault(partition, DeadlineIndex())
         scoring = self.engine.scorer is not None
+        fingerprint = self.engine.rules.fingerprint
         engine_s = 0.0
+        items: list[tuple[bytes, bytes]] = []
         for customer_id in buf.dirty:
             state = buf.states[customer_id]
             t0 = time.perf_counter()
@@ -244,25 +322,40 @@ class Pipeline:
             index.set(customer_id, deadline)
             if scoring:
                 self.rfm.note(partition, state)
-            self.table[customer_id.encode()] = encode_stored(
-                state, deadline, self.engine.rules.fingerprint
-            )
+            items.append((customer_id.encode(), encode_stored(state, deadline, fingerprint)))
         self.metrics.engine_seconds.inc(engine_s)
+        self.store.write(partition, items)
+        producer = await self.app.maybe_start_producer()
+        changelog_topic = self.store.changelog_topic
+        changelog = [
+            await producer.send(changelog_topic, key, value, partition, None, None)
+            for key, value in items
+        ]
         deliveries = [await self._send_output(out) for out in buf.outputs]
-        if deliveries:
-            await asyncio.gather(*deliveries)
-        for event in buf.pending:
-            event.ack()
-        self.metrics.flushed_states.inc(len(buf.dirty))
+        self.metrics.flushed_states.inc(len(items))
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
-        if buf.outputs:
+        return Flushed(
+            partition, deliveries, changelog, len(items), len(buf.outputs), buf.records, started
+        )
+
+    async def delivered(self, flushed: Flushed) -> None:
+        """Wait until a flush's records are acknowledged; then its changelog is persisted.
+
+        Raises what the producer raised when a record could not be delivered.
+        """
+        if flushed.changelog:
+            metas = await asyncio.gather(*flushed.changelog)
+            self.store.persisted(flushed.partition, max(m.offset for m in metas))
+        if flushed.deliveries:
+            await asyncio.gather(*flushed.deliveries)
+        if flushed.outputs:
             log.info(
                 "flushed partition=%d states=%d outputs=%d events=%d ms=%.1f",
-                partition,
-                len(buf.dirty),
-                len(buf.outputs),
-                len(buf.pending),
-                (time.perf_counter() - started) * 1000,
+                flushed.partition,
+                flushed.states,
+                flushed.outputs,
+                flushed.records,
+                (time.perf_counter() - flushed.started) * 1000,
             )
 
     def on_revoked(self, revoked: set[TP]) -> None:
@@ -272,11 +365,11 @@ class Pipeline:
             self.indexes.pop(partition, None)
             self.rfm.forget(partition)
             self.watermarks.forget(partition)
-            if dropped is not None and dropped.pending:
+            if dropped is not None and dropped.records:
                 log.info(
                     "revoked partition=%d unflushed_events=%d action=replay_by_next_owner",
                     partition,
-                    len(dropped.pending),
+                    dropped.records,
                 )
 
     def on_assigned(self, assigned: set[TP]) -> None:
@@ -364,7 +457,12 @@ class Pipeline:
         )
 
     # -- sinks ------------------------------------------------------------------------------
-    async def _send_output(self, out: Output | CustomerHealth) -> asyncio.Future[Any]:
+    async def _send_output(self, out: Output | CustomerHealth | RawOutput) -> asyncio.Future[Any]:
+        producer = await self.app.maybe_start_producer()
+        if isinstance(out, RawOutput):
+            return await producer.send(
+                out.topic, out.key, out.value, out.partition, None, out.headers
+            )
         if isinstance(out, CustomerHealth):
             topic, ce_type = self.topics.health, f"churnguard.customer.{out.event}"
             ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
@@ -388,66 +486,56 @@ class Pipeline:
         headers = cloudevent_headers(
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
-        return await self._produce(topic, out.customer_id.encode(), encode(out), headers=headers)
+        return await producer.send(
+            topic.get_topic_name(), out.customer_id.encode(), encode(out), None, None, headers
+        )
 
     async def _produce(
-        self,
-        topic: TopicT,
-        key: bytes | None,
-        value: bytes | None,
-        *,
-        headers: list[tuple[str, bytes]] | None = None,
-        partition: int | None = None,
+        self, topic: TopicT, key: bytes | None, value: bytes | None, *, partition: int | None = None
     ) -> asyncio.Future[Any]:
         """Hand one record to the app's producer; the future completes on delivery.
 
         Straight to the producer rather than ``topic.send``, which adds a future message,
-        sensor calls, a debug log call and a callback per record; a worker sends an output
-        for about every third event. Faust still flushes this producer before it commits.
+        sensor calls, a debug log call and a callback per record.
         """
         producer = await self.app.maybe_start_producer()
-        return await producer.send(
-            topic.get_topic_name(), key, value, partition, timestamp=None, headers=headers
+        return await producer.send(topic.get_topic_name(), key, value, partition, None, None)
+
+    def _rekey(self, rec: Record, partition: int) -> RawOutput:
+        """The record for the re-key topic: keyed and partitioned by its customer."""
+        assert rec.event is not None and rec.kind is not None
+        headers = [(k, v) for k, v in rec.headers if k != KIND_HEADER]
+        headers.append((KIND_HEADER, rec.kind.encode()))
+        self.metrics.events.labels(rec.topic, "rekeyed").inc()
+        return RawOutput(
+            self.topics.rekeyed.get_topic_name(),
+            rec.event.customer_id.encode(),
+            rec.value or b"",
+            headers,
+            partition,
         )
 
-    async def _rekey(self, event: EventT, kind: str, parsed: InputEvent, partition: int) -> None:
-        msg = event.message
-        headers = [(k, v) for k, v in _header_items(msg.headers) if k != KIND_HEADER]
-        headers.append((KIND_HEADER, kind.encode()))
-        await (
-            await self._produce(
-                self.topics.rekeyed,
-                parsed.customer_id.encode(),
-                msg.value,
-                headers=headers,
-                partition=partition,
-            )
-        )
-        self.metrics.events.labels(msg.topic, "rekeyed").inc()
-        event.ack()
-
-    async def _dead_letter(self, event: EventT, reason: str, error: str) -> None:
-        msg = event.message
+    def _dead_letter(self, rec: Record, error: DecodeError) -> RawOutput:
+        """The dead-letter record of a rejected input, with its reason."""
         letter = make_dead_letter(
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            raw=msg.value,
-            reason=reason,
-            error=error,
+            source_topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            key=rec.key,
+            raw=rec.value,
+            reason=error.reason,
+            error=error.message,
             rejected_at=datetime.now(UTC),
             max_raw_bytes=self.settings.deadletter_max_raw_bytes,
         )
-        await (await self._produce(self.topics.deadletter, msg.key, encode(letter)))
-        self.metrics.events.labels(msg.topic, "deadletter").inc()
-        self.metrics.deadletter.labels(reason).inc()
+        self.metrics.events.labels(rec.topic, "deadletter").inc()
+        self.metrics.deadletter.labels(error.reason).inc()
         log.warning(
             "deadletter topic=%s partition=%d offset=%d reason=%s error=%r",
-            msg.topic,
-            msg.partition,
-            msg.offset,
-            reason,
-            error[:300],
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            error.reason,
+            error.message[:300],
         )
-        event.ack()
+        return RawOutput(self.topics.deadletter.get_topic_name(), rec.key, encode(letter))

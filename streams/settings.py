@@ -66,6 +66,24 @@ class Settings(BaseSettings):
         description="an input topic that read nothing for this long stops holding its "
         "partitions' watermark back",
     )
+    max_idle_ms: float = Field(
+        3000.0,
+        ge=0,
+        description="how long a partition waits for an input topic that has unread data on the "
+        "broker but nothing fetched yet, before it processes the other topics without it; "
+        "longer is safer while catching up (no event is applied before older events of another "
+        "topic), shorter lowers latency when one topic's broker is slow (Kafka Streams' "
+        "max.task.idle.ms)",
+    )
+    max_buffered_records: int = Field(
+        20000,
+        ge=100,
+        description="records fetched ahead per input topic partition before fetching pauses "
+        "(a topic far ahead in event time waits in memory for the others)",
+    )
+    batch_max_records: int = Field(
+        5000, ge=1, description="records of one partition handed to the engine in one batch"
+    )
     max_future_skew_s: float = Field(
         86400.0, gt=0, description="events further ahead of wall time are dead-lettered"
     )

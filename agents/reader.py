@@ -1,0 +1,241 @@
+"""The input reader: every input topic of the owned partitions, read in bulk, merged in event time.
+
+Faust's consumer group decides which partition numbers this worker owns (the partitions of
+``churnguard.ticks`` it is assigned, together with the table's changelog partitions, which
+Faust recovers). Beside it, one aiokafka consumer reads the input topics (``crm.*``,
+``cs.task-updates`` and the re-key topic) of exactly those partition numbers, fetches in
+bulk, decodes each record once, and per partition number merges the topics in event time
+(:class:`streams.alignment.Aligner`), then hands the pipeline whole batches.
+
+Offsets of the input topics are committed under the group ``<app id>-inputs`` (the reader
+assigns its partitions itself, so it is not a member of Faust's group), only after the
+flush that covers them has been acknowledged: state changelog, alerts, tasks, snapshots,
+dead letters and re-keyed records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from agents.runtime import Flushed, Pipeline, Record
+from streams.alignment import Aligner
+from streams.settings import Settings
+
+log = logging.getLogger("churnguard.reader")
+POLL_TIMEOUT_MS = 100
+REVOKE_WAIT_S = 10.0
+
+
+class InputReader:
+    """Reads the owned partitions' input topics and drives the pipeline in batches."""
+
+    def __init__(self, app: Any, settings: Settings, pipeline: Pipeline) -> None:
+        self.app = app
+        self.settings = settings
+        self.pipeline = pipeline
+        topics = pipeline.topics
+        self.input_topics = [t.get_topic_name() for t in topics.inputs.values()]
+        self.input_topics.append(topics.rekeyed.get_topic_name())
+        self.ticks_topic = topics.ticks.get_topic_name()
+        self.group_id = f"{settings.app_id}-inputs"
+        self.consumer: AIOKafkaConsumer | None = None
+        self.owned: list[int] = []
+        self.active = False  # false while Faust rebalances and recovers the table
+        self.assigned = asyncio.Event()
+        self.aligners: dict[int, Aligner[Record]] = {}
+        self.paused: set[TopicPartition] = set()
+        self.commits: dict[int, asyncio.Future[None]] = {}
+        self.committed: dict[TopicPartition, int] = {}
+        self.last_sweep: dict[int, float] = {}
+        self.max_idle_s = settings.max_idle_ms / 1000.0
+
+    # -- rebalancing (Faust's signals) -------------------------------------------------------
+    async def on_revoked(self) -> None:
+        """Stop processing; unflushed work is dropped (replayed from the committed offsets)."""
+        self.active = False
+        self.pipeline.on_revoked({TopicPartition(self.ticks_topic, p) for p in self.owned})
+        self.aligners.clear()
+        pending = [c for c in self.commits.values() if not c.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=REVOKE_WAIT_S)
+
+    async def on_rebalance_complete(self) -> None:
+        """The table is recovered: read the input topics of the partitions now owned."""
+        owned = sorted(
+            tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.ticks_topic
+        )
+        self.owned = owned
+        self.pipeline.on_assigned(set())
+        now = time.monotonic()
+        self.aligners = {}
+        for p in owned:
+            aligner: Aligner[Record] = Aligner(self.max_idle_s)
+            for name in self.input_topics:
+                aligner.source(name, now)
+            self.aligners[p] = aligner
+        self.paused.clear()
+        self.committed.clear()
+        self.last_sweep = {p: now for p in owned}
+        if self.consumer is not None:
+            tps = [TopicPartition(t, p) for p in owned for t in self.input_topics]
+            self.consumer.assign(tps)  # positions restart from the committed offsets
+        log.info(
+            "inputs_assigned partitions=%s topics=%d group=%s max_idle_ms=%d",
+            owned,
+            len(self.input_topics),
+            self.group_id,
+            self.settings.max_idle_ms,
+        )
+        self.active = True
+        self.assigned.set()
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Fetch, align, process, sweep, flush and commit until the app stops."""
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{settings.app_id}-inputs",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self.consumer = consumer
+        if self.active:  # assigned before the consumer started
+            await self.on_rebalance_complete()
+        try:
+            while not self.app.should_stop:
+                if not self.active:
+                    self.assigned.clear()
+                    await self.assigned.wait()
+                    continue
+                await self.step(consumer)
+        finally:
+            self.consumer = None
+            await consumer.stop()
+
+    async def step(self, consumer: AIOKafkaConsumer) -> None:
+        """One round: fetch what is there, process what alignment allows, sweep, flush."""
+        fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
+        if not self.active:  # a rebalance began meanwhile; positions restart on assignment
+            return
+        decode = self.pipeline.decode
+        for tp, messages in fetched.items():
+            aligner = self.aligners.get(tp.partition)
+            if aligner is None:
+                continue
+            aligner.add(
+                tp.topic,
+                [
+                    decode(m.topic, m.partition, m.offset, m.key, m.value, m.headers)
+                    for m in messages
+                ],
+            )
+        now = time.monotonic()
+        for p in self.owned:
+            if not self.active:
+                return
+            aligner = self.aligners[p]
+            caught_up = True
+            for name in self.input_topics:
+                tp = TopicPartition(name, p)
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+                up = highwater is not None and position >= highwater
+                aligner.set_caught_up(name, up)
+                caught_up = caught_up and up
+                self._backpressure(consumer, tp, aligner.buffered(name))
+            while True:
+                ready = aligner.drain(now, self.settings.batch_max_records)
+                if ready:
+                    self.pipeline.process(p, ready)
+                if len(ready) < self.settings.batch_max_records:
+                    break
+                await asyncio.sleep(0)  # let the web server and timers in between batches
+                if not self.active:
+                    return
+            if now - self.last_sweep[p] >= self.settings.tick_interval_s:
+                self.last_sweep[p] = now
+                self.pipeline.sweep(p, self._sweep_time(p, caught_up))
+                await self._flush(consumer, p)
+            elif self.pipeline.flush_due(p):
+                await self._flush(consumer, p)
+
+    def _sweep_time(self, partition: int, caught_up: bool) -> float | None:
+        """Wall time once the partition has read everything; while it reads a backlog, its
+        event-time watermark (so no customer is swept past events still unread)."""
+        if self.settings.clock == "wall" and caught_up:
+            return time.time()
+        return self.pipeline.watermarks.now(partition)
+
+    def _backpressure(self, consumer: AIOKafkaConsumer, tp: TopicPartition, buffered: int) -> None:
+        limit = self.settings.max_buffered_records
+        if tp not in self.paused and buffered >= limit:
+            consumer.pause(tp)
+            self.paused.add(tp)
+        elif tp in self.paused and buffered < limit // 2:
+            consumer.resume(tp)
+            self.paused.discard(tp)
+
+    # -- flush and commit --------------------------------------------------------------------
+    async def _positions(self, consumer: AIOKafkaConsumer, partition: int) -> dict[Any, int]:
+        """Offsets to commit for ``partition``: the first record not yet taken, per topic."""
+        aligner = self.aligners[partition]
+        offsets: dict[Any, int] = {}
+        for name in self.input_topics:
+            tp = TopicPartition(name, partition)
+            head = aligner.head(name)
+            offset = head.offset if head is not None else await consumer.position(tp)
+            if self.committed.get(tp) != offset:
+                offsets[tp] = offset
+        return offsets
+
+    async def _flush(self, consumer: AIOKafkaConsumer, partition: int) -> None:
+        offsets = await self._positions(consumer, partition)
+        flushed = await self.pipeline.flush(partition)
+        if flushed is None and not offsets:
+            return
+        previous = self.commits.get(partition)
+        self.commits[partition] = asyncio.ensure_future(
+            self._commit(consumer, flushed, offsets, previous)
+        )
+
+    async def _commit(
+        self,
+        consumer: AIOKafkaConsumer,
+        flushed: Flushed | None,
+        offsets: dict[Any, int],
+        previous: asyncio.Future[None] | None,
+    ) -> None:
+        """Commit ``offsets`` once the flush is acknowledged (and the one before it)."""
+        if previous is not None:
+            await asyncio.wait([previous])
+        try:
+            if flushed is not None:
+                await self.pipeline.delivered(flushed)
+        except Exception as exc:  # the records are not written: stop before committing
+            log.critical(
+                "delivery_failed partition=%s error=%r action=stop_worker "
+                "(uncommitted input is read again on restart)",
+                flushed.partition if flushed else None,
+                exc,
+            )
+            await self.app.crash(exc)
+            return
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:  # the next flush commits newer offsets
+            log.warning(
+                "commit_failed group=%s error=%r action=retry_next_flush", self.group_id, exc
+            )
+            return
+        self.committed.update(offsets)
