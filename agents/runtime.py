@@ -215,8 +215,10 @@ class Pipeline:
         started = time.perf_counter()
         batch = apply_batch(self.engine, buf.states, groups)
         self.metrics.engine_seconds.inc(time.perf_counter() - started)
-        for cid, result in batch.results.items():
-            self._record(buf, buf.states[cid], result)
+        for cid, results in batch.results.items():
+            state = buf.states[cid]
+            for result in results:
+                self._record(buf, state, result)
         for topic, n in batch.applied.items():
             self.metrics.events.labels(topic, "applied").inc(n)
         for topic, n in batch.duplicates.items():

@@ -25,7 +25,7 @@ Timed = tuple[InputEvent, float, str]
 class BatchResult:
     """What a batch did, per customer (only customers that had an event applied)."""
 
-    results: dict[str, Result] = field(default_factory=dict)
+    results: dict[str, list[Result]] = field(default_factory=dict)  # one per applied event
     applied: Counter[str] = field(default_factory=Counter)  # by topic
     duplicates: Counter[str] = field(default_factory=Counter)  # by topic
 
@@ -53,17 +53,14 @@ def apply_batch(
         state = states.get(cid)
         if state is None:
             state = states[cid] = CustomerState(cid)
-        total: Result | None = None
+        applied: list[Result] = []
         for event, not_before, topic in items:
             one = engine.apply(state, event, not_before)
-            if not one.applied:
-                out.duplicates[topic] += 1
-                continue
-            out.applied[topic] += 1
-            if total is None:
-                total = one
+            if one.applied:
+                out.applied[topic] += 1
+                applied.append(one)
             else:
-                total.extend(one)
-        if total is not None:
-            results[cid] = total
+                out.duplicates[topic] += 1
+        if applied:
+            results[cid] = applied
     return out
