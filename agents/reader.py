@@ -105,6 +105,7 @@ class InputReader:
             client_id=f"{settings.app_id}-inputs",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=settings.fetch_partition_max_bytes,
         )
         await consumer.start()
         self.consumer = consumer

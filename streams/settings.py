@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="records fetched ahead per input topic partition before fetching pauses "
         "(a topic far ahead in event time waits in memory for the others)",
     )
+    fetch_partition_max_bytes: int = Field(
+        1048576,
+        ge=1024,
+        description="most bytes one fetch brings per input topic partition (aiokafka's "
+        "max_partition_fetch_bytes; a record larger than this is still fetched alone)",
+    )
     batch_max_records: int = Field(
         5000, ge=1, description="records of one partition handed to the engine in one batch"
     )
