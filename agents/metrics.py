@@ -86,8 +86,8 @@ class Metrics:
             ),
             flush_seconds=Histogram(
                 "churnguard_flush_seconds",
-                "Time to write a partition's dirty states and hand them, their changelog records and "
-                "the outputs to the producer (the wait for acknowledgements runs beside it)",
+                "Time to write a partition's dirty states and hand them, their changelog records "
+                "and the outputs to the producer (the wait for acknowledgements runs beside it)",
                 registry=reg,
             ),
             flushed_states=Counter(

@@ -10,6 +10,7 @@ the same.
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 from datetime import UTC, datetime
 from typing import Any
 
@@ -90,7 +91,7 @@ class Run:
 
 def _one_by_one(ruleset: RuleSet, timed: list[Timed], cuts: list[int]) -> Run:
     run = Run(ruleset)
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in pairwise(cuts):
         for event, not_before, _ in timed[lo:hi]:
             state = run.states.setdefault(event.customer_id, CustomerState(event.customer_id))
             result = run.engine.apply(state, event, not_before)
@@ -102,7 +103,7 @@ def _one_by_one(ruleset: RuleSet, timed: list[Timed], cuts: list[int]) -> Run:
 
 def _batched(ruleset: RuleSet, timed: list[Timed], cuts: list[int]) -> Run:
     run = Run(ruleset)
-    for lo, hi in zip(cuts, cuts[1:], strict=False):
+    for lo, hi in pairwise(cuts):
         batch = apply_batch(run.engine, run.states, group_by_customer(timed[lo:hi]))
         for cid, results in batch.results.items():
             for result in results:
