@@ -10,8 +10,8 @@ the same.
 from __future__ import annotations
 
 import random
-from itertools import pairwise
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import orjson
