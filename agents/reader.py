@@ -106,6 +106,7 @@ class InputReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=settings.fetch_partition_max_bytes,
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         )
         await consumer.start()
         self.consumer = consumer
@@ -157,6 +158,7 @@ class InputReader:
                 ready = aligner.drain(now, self.settings.batch_max_records)
                 if ready:
                     self.pipeline.process(p, ready)
+                    await self.pipeline.send_outputs(p)
                 if len(ready) < self.settings.batch_max_records:
                     break
                 await asyncio.sleep(0)  # let the web server and timers in between batches

@@ -83,7 +83,9 @@ class PartitionBuffer:
     states: dict[str, CustomerState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
     outputs: list[Output | CustomerHealth | RawOutput] = field(default_factory=list)
+    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)  # outputs sent
     records: int = 0  # input records taken into this buffer
+    sent: int = 0  # outputs handed to the producer before the flush
     opened: float = field(default_factory=time.monotonic)
 
 
@@ -244,6 +246,20 @@ class Pipeline:
             self._record(buf, state, result)
         self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
 
+    async def send_outputs(self, partition: int) -> None:
+        """Hand the partition's new outputs to the producer now, not at the next flush.
+
+        Alerts reach their consumers within one batch; the flush that persists the states
+        waits for their acknowledgement before the offsets are committed. A crash in between
+        re-sends them on replay with the same ids (at least once).
+        """
+        buf = self.buffers.get(partition)
+        if buf is None or not buf.outputs:
+            return
+        outputs, buf.outputs = buf.outputs, []
+        buf.deliveries += [await self._send_output(out) for out in outputs]
+        buf.sent += len(outputs)
+
     def flush_due(self, partition: int) -> bool:
         """True when the partition's buffer is large or old enough to be flushed."""
         buf = self.buffers.get(partition)
@@ -333,11 +349,17 @@ class Pipeline:
             await producer.send(changelog_topic, key, value, partition, None, None)
             for key, value in items
         ]
-        deliveries = [await self._send_output(out) for out in buf.outputs]
+        deliveries = buf.deliveries + [await self._send_output(out) for out in buf.outputs]
         self.metrics.flushed_states.inc(len(items))
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         return Flushed(
-            partition, deliveries, changelog, len(items), len(buf.outputs), buf.records, started
+            partition,
+            deliveries,
+            changelog,
+            len(items),
+            buf.sent + len(buf.outputs),
+            buf.records,
+            started,
         )
 
     async def delivered(self, flushed: Flushed) -> None:

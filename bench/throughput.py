@@ -39,6 +39,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.latency import run_latency
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 from streams.synthetic import generate_events
 
@@ -338,6 +339,17 @@ def churnguard_metrics(url: str) -> dict[str, Any] | None:
     }
 
 
+def run_quix_stage(broker: EmbeddedBroker, args: argparse.Namespace, workdir: Path) -> Stage:
+    """Stage (q): Quix Streams doing the naive app's per-customer count and sum."""
+    try:
+        from bench.quix_stage import run_quix
+    except ImportError as exc:
+        raise StageError(f"Quix Streams stage unavailable: {exc}") from None
+    stage: Stage = run_quix(broker.bootstrap, INPUT_TOPICS, args.produced, workdir, args.timeout)
+    stage.name = "quix"
+    return stage
+
+
 def _best_of(earlier: Stage | None, latest: Stage) -> Stage:
     """The faster of two runs of a stage, with every run's rate in ``details["runs"]``."""
     runs = [*(earlier.details.get("runs", []) if earlier else []), latest.rate]
@@ -507,8 +519,10 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
         "produce": "produce: aiokafka, batched (linger 20 ms, 512 KiB)",
         "ceiling": "(a) ceiling: aiokafka getmany + orjson + dict",
         "naive_faust": "(b) naive Faust: agent + RocksDB Table per event",
-        "churnguard": "(c) churnguard worker (write-behind, event clock)",
+        "quix": "(q) Quix Streams: RocksDB state + changelog, per event",
+        "churnguard": "(c) churnguard worker (batch path, event clock)",
         "churnguard_rules_only": "(d) the same, CHURNGUARD_SCORING_ENABLED=false",
+        "latency": "(e) event → alert latency, live worker at half of (c)",
     }
     width = max(len(v) for v in (*labels.values(), *(f"  {r}" for r, _ in REFERENCE)))
     lines = [
@@ -530,8 +544,8 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
     ]
     for key, label in labels.items():
         stage = stages.get(key)
-        if stage is None and key == "churnguard_rules_only":
-            continue  # only with --compare-scoring
+        if stage is None and key in ("churnguard_rules_only", "latency"):
+            continue  # only with --compare-scoring; not with --skip-latency
         if stage is None:
             lines.append(f"{label:<{width}}  {'skipped':>9}")
             continue
@@ -561,6 +575,14 @@ def _notes(stage: Stage) -> str:
         return f"{d['customers']:,} customers counted"
     if stage.name == "naive_faust":
         return f"start-up + join {d['startup_s']} s (excluded); 1 table write per event"
+    if stage.name == "latency":
+        if "p99_ms" not in d:
+            return f"too few alerts to measure ({d.get('alerts', 0)})"
+        return (
+            f"p50 {d['p50_ms']:,.0f} ms, p99 {d['p99_ms']:,.0f} ms over {d['alerts']:,} alerts "
+            f"fired by events; sent {d['sent_rate']:,} events/s (target {d['target_rate']:,}), "
+            "wall clock, default CHURNGUARD_MAX_IDLE_MS"
+        )
     if stage.name.startswith("churnguard") and "outcomes" in d:
         outcomes = ", ".join(f"{k} {v:,}" for k, v in d["outcomes"].items())
         return (
@@ -621,6 +643,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "first events (the yardsticks read all events; default 0)",
     )
     parser.add_argument("--skip-naive", action="store_true", help="skip stage (b)")
+    parser.add_argument(
+        "--skip-quix",
+        action="store_true",
+        help="skip stage (q), Quix Streams (needs the bench extra: pip install '.[bench]')",
+    )
+    parser.add_argument(
+        "--skip-latency",
+        action="store_true",
+        help="skip stage (e), the event → alert latency of a live worker at half of (c)'s rate",
+    )
     parser.add_argument(
         "--compare-scoring",
         action="store_true",
@@ -683,6 +715,8 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
         )
         if not args.skip_naive:
             measure("naive_faust", lambda: run_naive(broker, args, workdir))
+        if not args.skip_quix:
+            measure("quix", lambda: run_quix_stage(broker, args, workdir))
         variants = [("churnguard", {})]
         if args.compare_scoring:
             variants.append(("churnguard_rules_only", {"CHURNGUARD_SCORING_ENABLED": "false"}))
@@ -697,6 +731,9 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
                     ),
                 )
                 stages[name] = _best_of(runs, stages[name])
+        cg = stages.get("churnguard")
+        if not args.skip_latency and cg is not None and cg.rate:
+            measure("latency", lambda: run_latency(broker, args, workdir, cg.rate / 2))
     finally:
         broker.stop()
     ratios = {
@@ -704,6 +741,7 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[dict[str, Stage], dict
         "c/b (churnguard / naive Faust)": _ratio(
             stages.get("churnguard"), stages.get("naive_faust")
         ),
+        "c/q (churnguard / Quix Streams)": _ratio(stages.get("churnguard"), stages.get("quix")),
     }
     scored, rules_only = stages.get("churnguard"), stages.get("churnguard_rules_only")
     with_rate = scored.rate if scored else None

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
         description="most bytes one fetch brings per input topic partition (aiokafka's "
         "max_partition_fetch_bytes; a record larger than this is still fetched alone)",
     )
+    fetch_max_wait_ms: int = Field(
+        20,
+        ge=0,
+        description="how long the broker may hold a fetch of the input topics while it has "
+        "nothing new; Apache Kafka answers as soon as data arrives, but a broker that holds "
+        "the fetch the whole time (Tansu does) adds up to this much to an alert's latency",
+    )
     batch_max_records: int = Field(
         5000, ge=1, description="records of one partition handed to the engine in one batch"
     )
