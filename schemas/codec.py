@@ -144,7 +144,7 @@ def decode_input(kind: str, raw: bytes | None, headers: Headers | None = None) -
 
 def encode(model: BaseModel) -> bytes:
     """The JSON bytes of a model (datetimes RFC 3339, decimals as strings, nulls included)."""
-    return orjson.dumps(model.model_dump(mode="json", exclude_none=False))
+    return model.__pydantic_serializer__.to_json(model)  # one pass in pydantic-core
 
 
 def _json_default(value: Any) -> Any:
