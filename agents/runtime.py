@@ -199,7 +199,7 @@ class Pipeline:
                 continue
             cid = event.customer_id
             target = partition_for(cid, settings_partitions)
-            if rec.key != cid.encode() or rec.partition != target:
+            if rec.partition != target or rec.key != cid.encode():
                 buf.outputs.append(self._rekey(rec, target))
                 continue
             occurred = event.occurred_at.timestamp()
