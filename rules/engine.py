@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from math import inf, nextafter
 from typing import Any
 
 from rules.calendar import BusinessCalendar
@@ -37,7 +38,7 @@ from schemas import (
 from streams.clv import ClvModel
 from streams.features import FEATURES, KINDS_CHANGING
 from streams.sketch import CutPoints
-from streams.state import CustomerState, StateConfig, apply_event, prune
+from streams.state import DAY, CustomerState, StateConfig, apply_event, day_of, prune
 
 Output = AlertEvent | TaskEvent
 """What the engine asks the runtime to publish in order (snapshots travel beside them)."""
@@ -233,6 +234,7 @@ class Engine:
         )
         inputs = rules.inputs | self._score_inputs | self._snapshot_inputs
         self._time_inputs = frozenset(n for n in inputs if FEATURES[n].changes_with_time)
+        self._daily = frozenset(n for n in FEATURES if FEATURES[n].daily)
         # features every event kind may change (first-seen time, pruning): checked by value
         kinds = [names for kind, names in KINDS_CHANGING.items() if kind in EVENT_KINDS]
         self._any_event_set = frozenset.intersection(*kinds) & inputs
@@ -259,12 +261,13 @@ class Engine:
             )
             own = _ascending(r.thresholds.items()) if guard is not None else ()
             if own or others:  # a rule woken by its thresholds alone is in the merged search
-                wakers.append((guard, own, others))
+                daily_only = all(FEATURES[n].daily for n in (*others, *dict(own)))
+                wakers.append((guard, own, _cheap_first(others), daily_only))
         self._wakers = tuple(wakers)
         self._thresholds = _ascending(merged.items())
         # scoring's time inputs whose changes an unguarded rule's wake-ups already count
-        covered = {n for guard, _, others in wakers if guard is None for n in others}
-        self._score_timed = tuple(
+        covered = {n for guard, _, others, _ in wakers if guard is None for n in others}
+        self._score_timed = _cheap_first(
             n
             for n in self._score_timed
             if n not in covered
@@ -302,7 +305,10 @@ class Engine:
         if previous is not None and at > previous:
             # next changes from the state before the event: applying it also prunes what
             # aged out, and a month that left a window is then no longer there to be seen
+            same_day = at < _midnight_after(previous)
             for name in self._time_inputs:
+                if same_day and name in self._daily:
+                    continue  # cannot have changed since ``previous``
                 if name not in kind_changes or name in self._any_event_set:
                     self._change_of(state, previous, name, changes)
         before = [FEATURES[n].compute(state, at) for n in self._any_event]
@@ -328,8 +334,8 @@ class Engine:
         """Evaluate the customer at every deadline due at or before ``until``."""
         result = Result()
         for _ in range(MAX_STEPS_PER_ADVANCE):
-            due = self.next_deadline(state)
-            if due is None or due > until:
+            due = self._due_by(state, until)
+            if due is None:
                 break
             previous = state.evaluated_at
             timing = self._timing_of(state)
@@ -354,9 +360,27 @@ class Engine:
             return None
         timing = self._timing_of(state)
         if not timing.has_deadline:
-            timing.deadline = self._next_deadline(state, at, timing.changes)
+            best = self._deadline(state, at, timing.changes, inf)
+            timing.deadline = None if best == inf else best
             timing.has_deadline = True
         return timing.deadline
+
+    def _due_by(self, state: CustomerState, until: float) -> float | None:
+        """The next deadline if it is at or before ``until``, else None (a cheaper search)."""
+        at = state.evaluated_at
+        if at is None:
+            return None
+        timing = self._timing_of(state)
+        if timing.has_deadline:
+            due = timing.deadline
+            return due if due is not None and due <= until else None
+        bound = nextafter(until, inf)
+        best = self._deadline(state, at, timing.changes, bound)
+        if best >= bound:
+            return None
+        timing.deadline = best  # the earliest of all: what next_deadline would find
+        timing.has_deadline = True
+        return best
 
     # -- per-customer timing cache ----------------------------------------------------------
     # Each feature's next change time stays valid until an event changes what the feature
@@ -402,32 +426,51 @@ class Engine:
         t = changes[name] = next_change(state, at)
         return t
 
-    def _next_deadline(
-        self, state: CustomerState, at: float, changes: dict[str, float | None]
-    ) -> float | None:
-        best = self._earliest(state, at, changes, self._thresholds, (), float("inf"))
-        one = _Pass(state, at)
-        for guard, thresholds, others in self._wakers:
-            if guard is not None and _holds_not(guard, one):
-                continue  # cannot hold until an event changes the guard
-            best = self._earliest(state, at, changes, thresholds, others, best)
+    def _deadline(
+        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
+    ) -> float:
+        """The earliest wake-up after ``at`` and before ``best``; ``best`` if there is none.
+
+        Cheap parts first: once ``best`` is at or before the next midnight, the features that
+        change only at midnight cannot move it.
+        """
         for t, _ in self._lifecycle_times(state):
             if at < t < best:
                 best = t
         if self.scorer is not None:
-            best = min(best, self._scoring_deadline(state, at, changes, best))
-        return None if best == float("inf") else best
+            due = state.scores.get("snap_due")
+            if due is not None and at < due < best:
+                best = due
+        midnight = _midnight_after(at)
+        best = self._earliest(state, at, changes, self._thresholds, (), best, midnight)
+        one = None
+        for guard, thresholds, others, daily_only in self._wakers:
+            if daily_only and best <= midnight:
+                continue
+            if guard is not None:
+                if one is None:
+                    one = _Pass(state, at)
+                if _holds_not(guard, one):
+                    continue  # cannot hold until an event changes the guard
+            best = self._earliest(state, at, changes, thresholds, others, best, midnight)
+        if self.scorer is not None:
+            best = self._scoring_deadline(state, at, changes, best, midnight)
+        return best
 
     def _scoring_deadline(
-        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
+        self,
+        state: CustomerState,
+        at: float,
+        changes: dict[str, float | None],
+        best: float,
+        midnight: float,
     ) -> float:
         """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
-        due = state.scores.get("snap_due")
-        if due is not None and at < due < best:
-            best = due
-        best = self._earliest(state, at, changes, (), self._score_timed, best)
+        best = self._earliest(state, at, changes, (), self._score_timed, best, midnight)
         for name, bounds in self._score_grids:
             feature = FEATURES[name]
+            if feature.daily and best <= midnight:
+                continue
             now = feature.compute(state, at)
             for bound in bounds:
                 if bound <= now:
@@ -450,11 +493,15 @@ class Engine:
         thresholds: tuple[tuple[str, tuple[int, ...]], ...],
         others: tuple[str, ...],
         best: float,
+        midnight: float,
     ) -> float:
         """The earliest of ``best``, the moments day counters reach their thresholds (values
         in ascending order) and the next changes of ``others``, after ``at``."""
+        daily = self._daily
         for name, values in thresholds:
             feature = FEATURES[name]
+            if best <= midnight and name in daily:
+                continue
             reaches = feature.reaches
             assert reaches is not None
             for value in values:
@@ -466,6 +513,8 @@ class Engine:
                 if not feature.counts_down:
                     break  # a counter that counts up reaches higher values later
         for name in others:
+            if best <= midnight and name in daily:
+                continue
             t = self._change_of(state, at, name, changes)
             if t is not None and at < t < best:
                 best = t
@@ -515,8 +564,9 @@ class Engine:
             return None
         changed = set(by_event)
         if at > previous:
+            same_day = at < _midnight_after(previous)
             for name in self._time_inputs:
-                if name not in changed:
+                if name not in changed and not (same_day and name in self._daily):
                     t = self._change_of(state, previous, name, changes)
                     if t is not None and t <= at:
                         changed.add(name)
@@ -1117,6 +1167,16 @@ SNAPSHOT_MARKS = frozenset(
 """The scores a snapshot check compares with the last snapshot (with at risk and alerts)."""
 _MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Engine._snapshot``)."""
+
+
+def _midnight_after(at: float) -> float:
+    """The first UTC midnight after ``at``: a daily feature cannot change before it."""
+    return (day_of(at) + 1) * DAY
+
+
+def _cheap_first(names: Iterable[str]) -> tuple[str, ...]:
+    """Feature names with those that change only at midnight last (often skipped then)."""
+    return tuple(sorted(names, key=lambda n: (FEATURES[n].daily, n)))
 
 
 def _ascending(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import pairwise
+from itertools import accumulate, pairwise, repeat
 from math import inf, nextafter
 from typing import Any
 
@@ -73,12 +73,16 @@ class Feature:
     moves_with: tuple[str, ...] = field(default=(), kw_only=True)
     # the same value from other features' values, for callers that have them at hand
     derive: tuple[tuple[str, ...], Callable[..., Any]] | None = field(default=None, kw_only=True)
+    # the value depends on the time only through its UTC day: it changes at midnight UTC only
+    daily: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.changes_with_time != (self.next_change is not None):
             raise ValueError(f"{self.name}: next_change must be set iff changes_with_time")
         if (self.reaches or self.crosses) is not None and not self.changes_with_time:
             raise ValueError(f"{self.name}: reaches and crosses need changes_with_time")
+        if self.daily and not self.changes_with_time:
+            raise ValueError(f"{self.name}: daily needs changes_with_time")
         if not self.depends_on <= SOURCES:
             raise ValueError(f"{self.name}: unknown sources {set(self.depends_on - SOURCES)}")
 
@@ -177,11 +181,19 @@ def _first_window_change(
 ) -> int | None:
     """The first slot after ``now`` whose window ``[slot - first_back, slot - last_back]`` sums
     to something else than the window of the slot before it."""
-    best = inf
+    if not buckets:
+        return None
+    # one slot enters and one leaves each step: a change unless their values match
     get = buckets.get
+    end = max(buckets) + first_back + 1  # no window changes after the newest slot has left
+    if end - now <= 2 * len(buckets):  # dense: step through the slots from ``now`` on
+        for slot in range(now + 1, end + 1):
+            if get(slot - last_back, 0) != get(slot - first_back - 1, 0):
+                return slot
+        return None
+    best = inf
     for slot, v in buckets.items():
         if v:
-            # one slot enters and one leaves each step: a change unless their values match
             enter = slot + last_back
             if now < enter < best and get(enter - first_back - 1, 0) != v:
                 best = enter
@@ -243,15 +255,30 @@ def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
     if not logins:
         return None
     today = day_of(at)
-    w = _weeks(logins, today)
-    now = _falling(w)
-    get = logins.get
     # from the day the newest bucket is 14 days old, this week and the last are both empty
-    for day in range(today + 1, max(logins) + 15):
-        for k in range(WEEKS_COMPARED + 1):
-            newest = day - 7 * k
-            w[k] += get(newest, 0.0) - get(newest - 7, 0.0)
-        if _falling(w) != now:
+    end = max(logins) + 15
+    if end <= today + 1:
+        return None
+    # prefix[i]: logins on the days from ``first`` to ``first + i - 1`` (counts: sums are exact)
+    first = today - 7 * WEEKS_COMPARED - 6
+    prefix = list(accumulate(map(logins.get, range(first, end), repeat(0.0)), initial=0.0))
+
+    def falling(day: int) -> int:  # _falling of the weeks back from ``day``, week by week
+        newest = day - first + 1
+        n = 0
+        week = prefix[newest] - prefix[newest - 7]
+        while n < WEEKS_COMPARED:
+            newest -= 7
+            before = prefix[newest] - prefix[newest - 7]
+            if not week < before:
+                break
+            week = before
+            n += 1
+        return n
+
+    now = falling(today)
+    for day in range(today + 1, end):
+        if falling(day) != now:
             return day * DAY
     return None
 
@@ -489,6 +516,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=LOGIN,
         next_change=_logins_7d_next,
+        daily=True,
     ),
     Feature(
         "logins_prev_28d_weekly_avg",
@@ -498,6 +526,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=LOGIN,
         next_change=_logins_prev_next,
+        daily=True,
     ),
     Feature(
         "login_weeks_declining",
@@ -507,6 +536,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=LOGIN,
         next_change=_weeks_declining_next,
+        daily=True,
     ),
     Feature(
         "complaints_7d",
@@ -516,6 +546,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=TICKET,
         next_change=_complaints_7d_next,
+        daily=True,
     ),
     Feature(
         "complaints_90d_weekly_baseline",
@@ -525,6 +556,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=TICKET,
         next_change=_complaints_base_next,
+        daily=True,
     ),
     Feature(
         "tickets_30d",
@@ -534,6 +566,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=TICKET,
         next_change=_tickets_30d_next,
+        daily=True,
     ),
     Feature(
         "open_tickets",
@@ -592,6 +625,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=ORDER,
         next_change=_orders_90d_next,
+        daily=True,
     ),
     Feature(
         "orders_365d",
@@ -601,6 +635,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=ORDER,
         next_change=_orders_365d_next,
+        daily=True,
     ),
     Feature(
         "revenue_365d",
@@ -610,6 +645,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=ORDER,
         next_change=_revenue_365d_next,
+        daily=True,
     ),
     Feature(
         "order_count",
@@ -747,6 +783,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         depends_on=ORDER,
         next_change=_rfm_age_next,
         reaches=_rfm_age_reaches,
+        daily=True,
     ),
     Feature(
         "rfm_monetary",
@@ -766,6 +803,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         next_change=_login_activity_next,
         moves_with=("logins_7d", "logins_prev_28d_weekly_avg"),
         derive=(("logins_7d", "logins_prev_28d_weekly_avg"), _activity_ratio),
+        daily=True,
     ),
     Feature(
         "order_overdue_ratio",
@@ -785,6 +823,7 @@ _CATALOGUE: tuple[Feature, ...] = (
         changes_with_time=True,
         depends_on=ORDER,
         next_change=_revenue_rising_next,
+        daily=True,
     ),
     Feature(
         "tier",

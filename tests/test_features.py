@@ -721,3 +721,21 @@ def test_day_counters_are_exact_where_float_spacing_changes(
             if t is not None:
                 assert f.compute(state, t) == value, (name, at, value)
                 assert f.compute(state, nextafter(t, -inf)) != value, (name, at, value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=EVENT_LISTS, data=st.data())
+def test_a_daily_feature_holds_its_value_through_the_utc_day(
+    events: list[InputEvent], data: Any
+) -> None:
+    state = fold(events, PROPERTY_CONFIG)
+    at = data.draw(eval_times(state))
+    midnight = (day_of(at) + 1) * DAY
+    later = data.draw(st.floats(at, nextafter(midnight, -inf)))
+    daily = [f for f in FEATURES.values() if f.daily]
+    assert daily
+    for f in daily:
+        assert f.next_change is not None
+        assert f.compute(state, later) == f.compute(state, at), (f.name, at, later)
+        found = f.next_change(state, at)
+        assert found is None or (found >= midnight and found % DAY == 0), (f.name, at, found)
