@@ -5,8 +5,8 @@
     python -m bench.profile_categories worker.raw --rate 4264
 
 Every sample (a collapsed stack) goes to the first category below with a marker anywhere in
-it, so the categories add up to 100 %; with ``--rate`` (the worker's events/s in that run) each share
-is also shown as µs of wall time per event. docs/performance.md keeps the figures.
+it, so the categories add up to 100 %; with ``--rate`` (the worker's events/s in that run)
+each share is also shown as µs of wall time per event. docs/performance.md keeps the figures.
 """
 
 from __future__ import annotations
