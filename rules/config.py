@@ -1,0 +1,25 @@
+"""The engine's knobs beyond state keeping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rules.calendar import BusinessCalendar
+from streams.clv import ClvModel
+from streams.state import StateConfig
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Knobs of the engine beyond state keeping."""
+
+    state: StateConfig = field(default_factory=StateConfig)
+    fallback_assignee: str = "cs-queue"
+    fallback_team: tuple[str, ...] = ()
+    calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    memo_size: int = 4096
+    clv_model: ClvModel | None = None
+    # customer-health snapshots: at most one per customer per interval (a tier change goes
+    # at once); a health move below ``snapshot_health_delta`` points alone is not material
+    snapshot_interval: float = 3600.0
+    snapshot_health_delta: int = 5

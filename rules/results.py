@@ -1,0 +1,61 @@
+"""What a call into the engine produces, and the deterministic ids and times in it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from rules.loader import CompiledRule
+from schemas import AlertEvent, CustomerHealth, TaskEvent
+
+Output = AlertEvent | TaskEvent
+"""What the engine asks the runtime to publish in order (snapshots travel beside them)."""
+
+
+@dataclass
+class RuleError:
+    """A rule that could not be evaluated for a customer (bad types at run time)."""
+
+    rule_id: str
+    customer_id: str
+    message: str
+
+
+@dataclass
+class Result:
+    """What one call into the engine produced."""
+
+    applied: bool = True
+    outputs: list[Output] = field(default_factory=list)  # alerts and tasks, in order
+    snapshots: list[CustomerHealth] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    evaluations: int = 0
+    eval_seconds: float = 0.0
+    # (rule id, alert id) of lifecycle records of rules no longer in the pack, dropped
+    forgotten: list[tuple[str, str | None]] = field(default_factory=list)
+
+    def extend(self, other: Result) -> None:
+        """Append another result's outputs, snapshots and errors."""
+        self.outputs.extend(other.outputs)
+        self.snapshots.extend(other.snapshots)
+        self.errors.extend(other.errors)
+        self.forgotten.extend(other.forgotten)
+        self.evaluations += other.evaluations
+        self.eval_seconds += other.eval_seconds
+
+
+def timestamp(epoch: float) -> datetime:
+    """The aware UTC datetime of an epoch time."""
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def digest(*parts: str) -> str:
+    """A short stable hash of the parts (for ids and spreading work over a team)."""
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=10).hexdigest()
+
+
+def alert_id_for(customer_id: str, rule: CompiledRule, fired_at: float) -> str:
+    """Deterministic alert id from customer, rule, labels and firing start."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(rule.rule.labels.items()))
+    return "al-" + digest(customer_id, rule.id, labels, f"{fired_at:.3f}")

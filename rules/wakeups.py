@@ -1,0 +1,399 @@
+"""When a customer must be evaluated without an event, and what moved since its last evaluation.
+
+A customer's rule results and scores change by time alone only when a feature they read
+changes (a window slides, a day counter steps, a contact ages out) or a lifecycle timer is
+due. The next deadline is the earliest such moment; it is searched from the cheap parts
+first, and features that change only at midnight UTC are skipped once the best time is no
+later than the next midnight. Each feature's next change time is cached per customer for
+one state version and carried to the next where the event and the time left it valid; the
+cache never changes a result, a miss recomputes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from math import inf, nextafter
+
+from rules.evaluation import Evaluation, holds_not
+from rules.lifecycle import Lifecycle
+from rules.loader import RuleSet
+from rules.memo import Memo
+from rules.scoring import CompiledScoring
+from schemas import EVENT_KINDS
+from streams.features import FEATURES, KINDS_CHANGING
+from streams.state import DAY, CustomerState, day_of
+
+Waker = tuple[Memo | None, tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...], bool]
+"""A time-based rule's guard, own day-counter thresholds, other time inputs, and whether
+all of them change only at midnight."""
+
+
+def _version(state: CustomerState) -> tuple[float | None, str | None]:
+    """Identifies a state: it changes only by an applied event (its id) or an evaluation."""
+    return (state.evaluated_at, state.recent_ids[-1] if state.recent_ids else None)
+
+
+@dataclass(slots=True)
+class Timing:
+    """Cached next change times of a customer's features, valid for one state version."""
+
+    version: tuple[float | None, str | None]
+    changes: dict[str, float | None]
+    deadline: float | None = None
+    has_deadline: bool = False
+
+
+class Wakeups:
+    """Deadlines and change tracking for one rule set; holds only a cache per customer."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        lifecycle: Lifecycle,
+        snapshot_inputs: frozenset[str],
+        cache_size: int,
+    ) -> None:
+        self._lifecycle = lifecycle
+        self._has_scoring = rules.scoring is not None
+        self._timing: dict[str, Timing] = {}
+        self._cache_size = cache_size
+        scoring = rules.scoring
+        score_thresholds, self._score_grids, score_timed = (
+            _scoring_wakeups(scoring) if scoring is not None else ((), (), ())
+        )
+        self._score_thresholds = score_thresholds
+        # what rules and scoring read; scoring is skipped while none of its inputs changed
+        self.score_inputs = scoring.inputs if scoring is not None else frozenset()
+        """The features scoring reads."""
+        inputs = rules.inputs | self.score_inputs | snapshot_inputs
+        self._time_inputs = frozenset(n for n in inputs if FEATURES[n].changes_with_time)
+        self._daily = frozenset(n for n in FEATURES if FEATURES[n].daily)
+        # features every event kind may change (first-seen time, pruning): checked by value
+        kinds = [names for kind, names in KINDS_CHANGING.items() if kind in EVENT_KINDS]
+        self.any_event_set = frozenset.intersection(*kinds) & inputs
+        """The inputs every event kind may change: the engine compares their values."""
+        self.any_event = tuple(sorted(self.any_event_set))
+        # per time-based rule: what can wake it (see next_deadline); the day-counter
+        # thresholds of rules without a guard, and scoring's, are searched together
+        wakers: list[Waker] = []
+        merged: dict[str, set[int]] = {n: set(v) for n, v in score_thresholds}
+        for r in rules.rules:
+            if not r.time_based:
+                continue
+            guard = lifecycle.applies_to[r.id] if r.static_guard is not None else None
+            if guard is None:
+                for name, values in r.thresholds.items():
+                    merged.setdefault(name, set()).update(values)
+            others = tuple(
+                sorted(
+                    n for n in r.inputs if FEATURES[n].changes_with_time and n not in r.thresholds
+                )
+            )
+            own = _ascending(r.thresholds.items()) if guard is not None else ()
+            if own or others:  # a rule woken by its thresholds alone is in the merged search
+                daily_only = all(FEATURES[n].daily for n in (*others, *dict(own)))
+                wakers.append((guard, own, _cheap_first(others), daily_only))
+        self._wakers = tuple(wakers)
+        self._thresholds = _ascending(merged.items())
+        # scoring's time inputs whose changes an unguarded rule's wake-ups already count
+        covered = {n for guard, _, others, _ in wakers if guard is None for n in others}
+        self._score_timed = _cheap_first(
+            n
+            for n in score_timed
+            if n not in covered
+            and not (FEATURES[n].moves_with and covered.issuperset(FEATURES[n].moves_with))
+        )
+
+    # -- deadlines -----------------------------------------------------------------------
+    def next_deadline(self, state: CustomerState) -> float | None:
+        """Earliest future time when this customer's rule results may change by time alone."""
+        at = state.evaluated_at
+        if at is None:
+            return None
+        timing = self.timing_of(state)
+        if not timing.has_deadline:
+            best = self._deadline(state, at, timing.changes, inf)
+            timing.deadline = None if best == inf else best
+            timing.has_deadline = True
+        return timing.deadline
+
+    def due_by(self, state: CustomerState, until: float) -> float | None:
+        """The next deadline if it is at or before ``until``, else None (a cheaper search)."""
+        at = state.evaluated_at
+        if at is None:
+            return None
+        timing = self.timing_of(state)
+        if timing.has_deadline:
+            due = timing.deadline
+            return due if due is not None and due <= until else None
+        bound = nextafter(until, inf)
+        best = self._deadline(state, at, timing.changes, bound)
+        if best >= bound:
+            return None
+        timing.deadline = best  # the earliest of all: what next_deadline would find
+        timing.has_deadline = True
+        return best
+
+    # -- per-customer timing cache ----------------------------------------------------------
+    # Each feature's next change time stays valid until an event changes what the feature
+    # reads or the time passes it; keeping them per customer makes both the "what changed"
+    # check after an event and the next deadline incremental. A cache only: a miss
+    # recomputes, and outputs never depend on it.
+    def timing_of(self, state: CustomerState) -> Timing:
+        """The cached timing of the state as it is now (empty if it changed since)."""
+        timing = self._timing.get(state.customer_id)
+        if timing is not None and timing.version == _version(state):
+            return timing
+        return self.timing_for(state, {})
+
+    def remember(
+        self, state: CustomerState, timing: Timing, stale: frozenset[str], at: float
+    ) -> None:
+        """Keep, for the state's new version, what ``stale`` features and time left valid."""
+        self.timing_for(
+            state,
+            {n: t for n, t in timing.changes.items() if n not in stale and (t is None or t > at)},
+        )
+
+    def timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> Timing:
+        """Start the cache of the state's current version with these next changes."""
+        if len(self._timing) >= self._cache_size * 16:
+            self._timing.clear()
+        timing = self._timing[state.customer_id] = Timing(_version(state), changes)
+        return timing
+
+    @staticmethod
+    def _change_of(
+        state: CustomerState, at: float, name: str, changes: dict[str, float | None]
+    ) -> float | None:
+        """The feature's next change after ``at``, from ``changes`` or computed into it."""
+        if name in changes:
+            return changes[name]
+        feature = FEATURES[name]
+        if feature.moves_with:  # early is safe: an evaluation that finds nothing changed
+            times = [Wakeups._change_of(state, at, n, changes) for n in feature.moves_with]
+            t = changes[name] = min((x for x in times if x is not None), default=None)
+            return t
+        next_change = feature.next_change
+        assert next_change is not None
+        t = changes[name] = next_change(state, at)
+        return t
+
+    # -- what moved since the last evaluation ------------------------------------------------
+    def before_event(
+        self,
+        state: CustomerState,
+        previous: float,
+        at: float,
+        kind_changes: frozenset[str],
+        changes: dict[str, float | None],
+    ) -> None:
+        """Before an event is folded in: the next changes after ``previous`` that the event
+        does not make stale, from the state before it (applying it also prunes what aged
+        out, and a month that left a window is then no longer there to be seen)."""
+        same_day = at < _midnight_after(previous)
+        for name in self._time_inputs:
+            if same_day and name in self._daily:
+                continue  # cannot have changed since ``previous``
+            if name not in kind_changes or name in self.any_event_set:
+                self._change_of(state, previous, name, changes)
+
+    def _deadline(
+        self, state: CustomerState, at: float, changes: dict[str, float | None], best: float
+    ) -> float:
+        """The earliest wake-up after ``at`` and before ``best``; ``best`` if there is none.
+
+        Cheap parts first: once ``best`` is at or before the next midnight, the features that
+        change only at midnight cannot move it.
+        """
+        for t, _ in self._lifecycle.timers(state):
+            if at < t < best:
+                best = t
+        if self._has_scoring:
+            due = state.scores.get("snap_due")
+            if due is not None and at < due < best:
+                best = due
+        midnight = _midnight_after(at)
+        best = self._earliest(state, at, changes, self._thresholds, (), best, midnight)
+        one = None
+        for guard, thresholds, others, daily_only in self._wakers:
+            if daily_only and best <= midnight:
+                continue
+            if guard is not None:
+                if one is None:
+                    one = Evaluation(state, at)
+                if holds_not(guard, one):
+                    continue  # cannot hold until an event changes the guard
+            best = self._earliest(state, at, changes, thresholds, others, best, midnight)
+        if self._has_scoring:
+            best = self._scoring_deadline(state, at, changes, best, midnight)
+        return best
+
+    def _scoring_deadline(
+        self,
+        state: CustomerState,
+        at: float,
+        changes: dict[str, float | None],
+        best: float,
+        midnight: float,
+    ) -> float:
+        """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
+        best = self._earliest(state, at, changes, (), self._score_timed, best, midnight)
+        for name, bounds in self._score_grids:
+            feature = FEATURES[name]
+            if feature.daily and best <= midnight:
+                continue
+            now = feature.compute(state, at)
+            for bound in bounds:
+                if bound <= now:
+                    continue
+                if feature.crosses is not None:
+                    t = feature.crosses(state, at, bound)
+                else:
+                    assert feature.reaches is not None
+                    t = feature.reaches(state, at, int(-(-bound // 1)))
+                if t is not None and at < t < best:
+                    best = t
+                break  # only the next bound up matters
+        return best
+
+    def _earliest(
+        self,
+        state: CustomerState,
+        at: float,
+        changes: dict[str, float | None],
+        thresholds: tuple[tuple[str, tuple[int, ...]], ...],
+        others: tuple[str, ...],
+        best: float,
+        midnight: float,
+    ) -> float:
+        """The earliest of ``best``, the moments day counters reach their thresholds (values
+        in ascending order) and the next changes of ``others``, after ``at``."""
+        daily = self._daily
+        for name, values in thresholds:
+            feature = FEATURES[name]
+            if best <= midnight and name in daily:
+                continue
+            reaches = feature.reaches
+            assert reaches is not None
+            for value in values:
+                t = reaches(state, at, value)
+                if t is None:
+                    continue  # reached already (or never)
+                if at < t < best:
+                    best = t
+                if not feature.counts_down:
+                    break  # a counter that counts up reaches higher values later
+        for name in others:
+            if best <= midnight and name in daily:
+                continue
+            t = self._change_of(state, at, name, changes)
+            if t is not None and at < t < best:
+                best = t
+        return best
+
+    def changed(
+        self,
+        state: CustomerState,
+        by_event: frozenset[str],
+        previous: float | None,
+        at: float,
+        changes: dict[str, float | None],
+    ) -> frozenset[str] | None:
+        """Features that may differ from the last evaluation; None means "evaluate all".
+
+        ``by_event``: what the event applied since may have changed; ``changes``: known next
+        change times at ``previous``.
+        """
+        if previous is None:
+            return None
+        changed = set(by_event)
+        if at > previous:
+            same_day = at < _midnight_after(previous)
+            for name in self._time_inputs:
+                if name not in changed and not (same_day and name in self._daily):
+                    t = self._change_of(state, previous, name, changes)
+                    if t is not None and t <= at:
+                        changed.add(name)
+        return frozenset(changed)
+
+    def swept(
+        self,
+        state: CustomerState,
+        previous: float | None,
+        at: float,
+        changed: frozenset[str] | None,
+        by_event: frozenset[str] = frozenset(),
+    ) -> frozenset[str] | None:
+        """Of the scoring inputs that moved from ``previous`` to ``at``, those that matter.
+
+        A day counter that scoring only compares with literals matters when time carried it
+        past one of them; one in ``by_event`` (the features an event applied since may have
+        changed) always does. (A grid feature always matters: the snapshot shows its value.)
+        """
+        if changed is None or previous is None:
+            return changed
+        keep = set(changed & self.score_inputs)
+        for name, values in self._score_thresholds:
+            if name in keep and name not in by_event and not FEATURES[name].counts_down:
+                compute = FEATURES[name].compute
+                low, high = compute(state, previous), compute(state, at)
+                if not any(low < v <= high for v in values):
+                    keep.discard(name)
+        return frozenset(keep)
+
+
+def _midnight_after(at: float) -> float:
+    """The first UTC midnight after ``at``: a daily feature cannot change before it."""
+    return (day_of(at) + 1) * DAY
+
+
+def _cheap_first(names: Iterable[str]) -> tuple[str, ...]:
+    """Feature names with those that change only at midnight last (often skipped then)."""
+    return tuple(sorted(names, key=lambda n: (FEATURES[n].daily, n)))
+
+
+def _ascending(
+    thresholds: Iterable[tuple[str, Iterable[int]]],
+) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(day counter, its threshold values in ascending order), by counter name."""
+    return tuple(sorted((name, tuple(sorted(values))) for name, values in thresholds))
+
+
+def _scoring_wakeups(
+    scoring: CompiledScoring,
+) -> tuple[
+    tuple[tuple[str, frozenset[int]], ...],
+    tuple[tuple[str, tuple[float, ...]], ...],
+    tuple[str, ...],
+]:
+    """What wakes a customer for scoring: (day counter, threshold values) compared only with
+    literals, (bare factor feature, its grid steps), and other time-changing inputs."""
+    bounds: dict[str, set[float]] = {}
+    for f in scoring.factors:
+        name = f.bare_feature
+        if name is None:
+            continue
+        timed = FEATURES[name]
+        if timed.crosses is not None or (
+            timed.reaches is not None and not timed.counts_down
+        ):  # every factor on the feature adds its steps
+            bounds.setdefault(name, set()).update(
+                step.below for step in f.spec.grid if step.below is not None
+            )
+    grids = {name: tuple(sorted(b)) for name, b in bounds.items()}
+    bare = {f.value for f in scoring.factors if f.bare_feature in grids}
+    programs = [p for _, p in (*scoring.tiers, *scoring.stages) if p is not None]
+    programs += [f.missing_when for f in scoring.factors if f.missing_when is not None]
+    programs += [f.value for f in scoring.factors if f.value not in bare]
+    programs += [p for _, p, _ in scoring.profiles]
+    elsewhere = set().union(*(p.variables() for p in programs))
+    grid_only = {n for n in grids if n not in elsewhere}
+    others = {n for n in scoring.inputs if n not in scoring.thresholds and n not in grid_only}
+    others |= set(scoring.at_risk.variables())  # its flip is a snapshot reason
+    return (
+        tuple(sorted(scoring.thresholds.items())),
+        tuple(sorted((n, g) for n, g in grids.items() if g)),
+        tuple(sorted(n for n in others if FEATURES[n].changes_with_time)),
+    )
