@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from agents.runtime import Flushed, Pipeline, Record
@@ -47,6 +48,7 @@ class InputReader:
         self.consumer: AIOKafkaConsumer | None = None
         self.owned: list[int] = []
         self.active = False  # false while Faust rebalances and recovers the table
+        self.generation = 0  # +1 at every revocation and assignment
         self.assigned = asyncio.Event()
         self.aligners: dict[int, Aligner[Record]] = {}
         self.paused: set[TopicPartition] = set()
@@ -59,6 +61,7 @@ class InputReader:
     async def on_revoked(self) -> None:
         """Stop processing; unflushed work is dropped (replayed from the committed offsets)."""
         self.active = False
+        self.generation += 1
         self.pipeline.on_revoked({TopicPartition(self.ticks_topic, p) for p in self.owned})
         self.aligners.clear()
         pending = [c for c in self.commits.values() if not c.done()]
@@ -67,6 +70,8 @@ class InputReader:
 
     async def on_rebalance_complete(self) -> None:
         """The table is recovered: read the input topics of the partitions now owned."""
+        if self.owned:  # not revoked first: positions restart, so unflushed work goes too
+            self.pipeline.on_revoked({TopicPartition(self.ticks_topic, p) for p in self.owned})
         owned = sorted(
             tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.ticks_topic
         )
@@ -85,6 +90,7 @@ class InputReader:
         if self.consumer is not None:
             tps = [TopicPartition(t, p) for p in owned for t in self.input_topics]
             self.consumer.assign(tps)  # positions restart from the committed offsets
+            await self._resume_from_faust_group(self.consumer, tps)
         log.info(
             "inputs_assigned partitions=%s topics=%d group=%s max_idle_ms=%d",
             owned,
@@ -92,8 +98,41 @@ class InputReader:
             self.group_id,
             self.settings.max_idle_ms,
         )
+        self.generation += 1
         self.active = True
         self.assigned.set()
+
+    async def _resume_from_faust_group(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+    ) -> None:
+        """Where the inputs group has no offset yet, start from the app's own group's.
+
+        Before the reader existed, Faust's agents committed the input offsets under the app
+        id; a worker upgraded in place goes on from there instead of reading from the start.
+        """
+        missing = [tp for tp in tps if await consumer.committed(tp) is None]
+        if not missing:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        try:
+            await admin.start()
+            earlier = await admin.list_consumer_group_offsets(
+                self.settings.app_id, partitions=missing
+            )
+        except KafkaError as exc:
+            log.warning("earlier_offsets_unreadable group=%s error=%r", self.settings.app_id, exc)
+            return
+        finally:
+            await admin.close()
+        for tp, meta in earlier.items():
+            if meta.offset >= 0:
+                consumer.seek(tp, meta.offset)
+                log.info(
+                    "input_resumed_from_app_group topic=%s partition=%d offset=%d",
+                    tp.topic,
+                    tp.partition,
+                    meta.offset,
+                )
 
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -123,10 +162,19 @@ class InputReader:
             self.consumer = None
             await consumer.stop()
 
+    def _current(self, generation: int) -> bool:
+        """True while no rebalance happened since ``generation`` was read."""
+        return self.active and self.generation == generation
+
     async def step(self, consumer: AIOKafkaConsumer) -> None:
-        """One round: fetch what is there, process what alignment allows, sweep, flush."""
+        """One round: fetch what is there, process what alignment allows, sweep, flush.
+
+        Every await may let a rebalance in: the round ends there if one did (the stores of
+        revoked partitions may be closed, and positions restart on assignment).
+        """
+        generation = self.generation
         fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
-        if not self.active:  # a rebalance began meanwhile; positions restart on assignment
+        if not self._current(generation):
             return
         decode = self.pipeline.decode
         for tp, messages in fetched.items():
@@ -141,35 +189,38 @@ class InputReader:
                 ],
             )
         now = time.monotonic()
+        limit = self.settings.batch_max_records
         for p in self.owned:
-            if not self.active:
-                return
             aligner = self.aligners[p]
             caught_up = True
             for name in self.input_topics:
                 tp = TopicPartition(name, p)
                 position = await consumer.position(tp)
+                if not self._current(generation):
+                    return
                 highwater = consumer.highwater(tp)
                 up = highwater is not None and position >= highwater
                 aligner.set_caught_up(name, up)
                 caught_up = caught_up and up
                 self._backpressure(consumer, tp, aligner.buffered(name))
-            while True:
-                ready = aligner.drain(now, self.settings.batch_max_records)
+            while self._current(generation):
+                ready = aligner.drain(now, limit)
                 if ready:
                     self.pipeline.process(p, ready)
                     await self.pipeline.send_outputs(p)
-                if len(ready) < self.settings.batch_max_records:
+                if len(ready) < limit:
                     break
                 await asyncio.sleep(0)  # let the web server and timers in between batches
-                if not self.active:
-                    return
+            if not self._current(generation):
+                return
             if now - self.last_sweep[p] >= self.settings.tick_interval_s:
                 self.last_sweep[p] = now
                 self.pipeline.sweep(p, self._sweep_time(p, caught_up))
-                await self._flush(consumer, p)
+                await self._flush(consumer, p, generation)
             elif self.pipeline.flush_due(p):
-                await self._flush(consumer, p)
+                await self._flush(consumer, p, generation)
+            if not self._current(generation):
+                return
 
     def _sweep_time(self, partition: int, caught_up: bool) -> float | None:
         """Wall time once the partition has read everything; while it reads a backlog, its
@@ -188,20 +239,27 @@ class InputReader:
             self.paused.discard(tp)
 
     # -- flush and commit --------------------------------------------------------------------
-    async def _positions(self, consumer: AIOKafkaConsumer, partition: int) -> dict[Any, int]:
-        """Offsets to commit for ``partition``: the first record not yet taken, per topic."""
+    async def _positions(
+        self, consumer: AIOKafkaConsumer, partition: int, generation: int
+    ) -> dict[Any, int] | None:
+        """Offsets to commit for ``partition``: the first record not yet taken, per topic
+        (None when a rebalance came in between)."""
         aligner = self.aligners[partition]
         offsets: dict[Any, int] = {}
         for name in self.input_topics:
             tp = TopicPartition(name, partition)
             head = aligner.head(name)
             offset = head.offset if head is not None else await consumer.position(tp)
+            if not self._current(generation):
+                return None
             if self.committed.get(tp) != offset:
                 offsets[tp] = offset
         return offsets
 
-    async def _flush(self, consumer: AIOKafkaConsumer, partition: int) -> None:
-        offsets = await self._positions(consumer, partition)
+    async def _flush(self, consumer: AIOKafkaConsumer, partition: int, generation: int) -> None:
+        offsets = await self._positions(consumer, partition, generation)
+        if offsets is None or not self._current(generation):  # its store may be gone
+            return
         flushed = await self.pipeline.flush(partition)
         if flushed is None and not offsets:
             return

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.broker import ensure_topics
+from streams.partitioning import partition_for
 from tests.conftest import Broker, Outputs, Producer, Topics, Worker
 
 pytestmark = pytest.mark.integration
@@ -111,3 +113,39 @@ async def test_stop_mid_stream_restart_and_changelog_rebuild(
         first.stop()
         await outputs.stop()
         await producer.stop()
+
+
+async def test_upgraded_worker_resumes_from_input_offsets_of_the_app_group(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Before the input reader, Faust's agents committed input offsets under the app id: a
+    worker upgraded in place continues from there instead of reading the topics again."""
+    topics = Topics(f"u{uuid.uuid4().hex[:6]}")
+    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    app_id = f"cg-{topics.prefix}"
+    cid = f"upg-{uuid.uuid4().hex[:6]}"
+    at = datetime.now(UTC) - timedelta(hours=1)
+    producer = Producer(broker.bootstrap)
+    await producer.start()
+    try:
+        for i in range(5):
+            await producer.send(topics.name("logins"), _login(cid, i, at), cid)
+    finally:
+        await producer.stop()
+    tp = TopicPartition(topics.name("logins"), partition_for(cid, 2))
+    old = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=app_id)
+    await old.start()
+    try:
+        old.assign([tp])
+        await old.commit({tp: 3})  # the old agents had processed logins 0, 1 and 2
+    finally:
+        await old.stop()
+    worker = Worker(broker, topics, tmp_path / "data", tmp_path / "w.log", app_id=app_id).start()
+    try:
+        snap = await worker.wait_customer(cid, lambda s: s["features"]["logins_7d"] >= 2)
+        await asyncio.sleep(2)  # would have read logins 0-2 by now
+        snap = await worker.wait_customer(cid, lambda s: True)
+        assert snap["features"]["logins_7d"] == 2
+        assert "input_resumed_from_app_group" in worker.log()
+    finally:
+        worker.stop()
