@@ -575,6 +575,8 @@ def _notes(stage: Stage) -> str:
         return f"{d['customers']:,} customers counted"
     if stage.name == "naive_faust":
         return f"start-up + join {d['startup_s']} s (excluded); 1 table write per event"
+    if stage.name == "quix":
+        return str(d.get("notes", ""))
     if stage.name == "latency":
         if "p99_ms" not in d:
             return f"too few alerts to measure ({d.get('alerts', 0)})"
