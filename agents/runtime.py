@@ -22,6 +22,7 @@ from typing import Any
 from faust.types import TP, AppT, TopicT
 
 from agents.metrics import Metrics
+from agents.producer import OutRecord, Sent, send_batches
 from agents.rfm_population import RfmPopulation, merged_cut_points
 from agents.store import StateStore
 from rules.batch import Timed, apply_batch, group_by_customer
@@ -65,25 +66,14 @@ class Record:
     error: DecodeError | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RawOutput:
-    """A record produced as it is: a dead letter or a re-keyed input."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]] | None = None
-    partition: int | None = None
-
-
 @dataclass
 class PartitionBuffer:
     """Unpersisted work of one partition."""
 
     states: dict[str, CustomerState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    outputs: list[Output | CustomerHealth | RawOutput] = field(default_factory=list)
-    deliveries: list[asyncio.Future[Any]] = field(default_factory=list)  # outputs sent
+    outputs: list[Output | CustomerHealth | OutRecord] = field(default_factory=list)
+    deliveries: list[Sent] = field(default_factory=list)  # outputs already sent
     records: int = 0  # input records taken into this buffer
     sent: int = 0  # outputs handed to the producer before the flush
     opened: float = field(default_factory=time.monotonic)
@@ -94,8 +84,8 @@ class Flushed:
     """A flush handed to the producer: what must be acknowledged before its offsets commit."""
 
     partition: int
-    deliveries: list[asyncio.Future[Any]]
-    changelog: list[asyncio.Future[Any]]
+    deliveries: list[Sent]
+    changelog: list[Sent]
     states: int
     outputs: int
     records: int
@@ -257,7 +247,7 @@ class Pipeline:
         if buf is None or not buf.outputs:
             return
         outputs, buf.outputs = buf.outputs, []
-        buf.deliveries += [await self._send_output(out) for out in outputs]
+        buf.deliveries += await self._send([self._output_record(out) for out in outputs])
         buf.sent += len(outputs)
 
     def flush_due(self, partition: int) -> bool:
@@ -343,13 +333,13 @@ class Pipeline:
             items.append((customer_id.encode(), encode_stored(state, deadline, fingerprint)))
         self.metrics.engine_seconds.inc(engine_s)
         self.store.write(partition, items)
-        producer = await self.app.maybe_start_producer()
         changelog_topic = self.store.changelog_topic
-        changelog = [
-            await producer.send(changelog_topic, key, value, partition, None, None)
-            for key, value in items
-        ]
-        deliveries = buf.deliveries + [await self._send_output(out) for out in buf.outputs]
+        changelog = await self._send(
+            [OutRecord(changelog_topic, key, value, None, partition) for key, value in items]
+        )
+        deliveries = buf.deliveries + await self._send(
+            [self._output_record(out) for out in buf.outputs]
+        )
         self.metrics.flushed_states.inc(len(items))
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         return Flushed(
@@ -368,10 +358,10 @@ class Pipeline:
         Raises what the producer raised when a record could not be delivered.
         """
         if flushed.changelog:
-            metas = await asyncio.gather(*flushed.changelog)
-            self.store.persisted(flushed.partition, max(m.offset for m in metas))
+            last = await asyncio.gather(*(sent.last_offset() for sent in flushed.changelog))
+            self.store.persisted(flushed.partition, max(last))
         if flushed.deliveries:
-            await asyncio.gather(*flushed.deliveries)
+            await asyncio.gather(*(sent.future for sent in flushed.deliveries))
         if flushed.outputs:
             log.info(
                 "flushed partition=%d states=%d outputs=%d events=%d ms=%.1f",
@@ -481,12 +471,17 @@ class Pipeline:
         )
 
     # -- sinks ------------------------------------------------------------------------------
-    async def _send_output(self, out: Output | CustomerHealth | RawOutput) -> asyncio.Future[Any]:
+    async def _send(self, records: list[OutRecord]) -> list[Sent]:
+        """Hand records to the app's producer in batches (one future per batch)."""
+        if not records:
+            return []
         producer = await self.app.maybe_start_producer()
-        if isinstance(out, RawOutput):
-            return await producer.send(
-                out.topic, out.key, out.value, out.partition, None, out.headers
-            )
+        return await send_batches(producer._ensure_producer(), records)
+
+    def _output_record(self, out: Output | CustomerHealth | OutRecord) -> OutRecord:
+        """The record of an output: its topic, key, JSON value and CloudEvents headers."""
+        if isinstance(out, OutRecord):  # a dead letter or a re-keyed input, as it is
+            return out
         if isinstance(out, CustomerHealth):
             topic, ce_type = self.topics.health, f"churnguard.customer.{out.event}"
             ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
@@ -510,9 +505,7 @@ class Pipeline:
         headers = cloudevent_headers(
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
-        return await producer.send(
-            topic.get_topic_name(), out.customer_id.encode(), encode(out), None, None, headers
-        )
+        return OutRecord(topic.get_topic_name(), out.customer_id.encode(), encode(out), headers)
 
     async def _produce(
         self, topic: TopicT, key: bytes | None, value: bytes | None, *, partition: int | None = None
@@ -525,13 +518,13 @@ class Pipeline:
         producer = await self.app.maybe_start_producer()
         return await producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
-    def _rekey(self, rec: Record, partition: int) -> RawOutput:
+    def _rekey(self, rec: Record, partition: int) -> OutRecord:
         """The record for the re-key topic: keyed and partitioned by its customer."""
         assert rec.event is not None and rec.kind is not None
         headers = [(k, v) for k, v in rec.headers if k != KIND_HEADER]
         headers.append((KIND_HEADER, rec.kind.encode()))
         self.metrics.events.labels(rec.topic, "rekeyed").inc()
-        return RawOutput(
+        return OutRecord(
             self.topics.rekeyed.get_topic_name(),
             rec.event.customer_id.encode(),
             rec.value or b"",
@@ -539,7 +532,7 @@ class Pipeline:
             partition,
         )
 
-    def _dead_letter(self, rec: Record, error: DecodeError) -> RawOutput:
+    def _dead_letter(self, rec: Record, error: DecodeError) -> OutRecord:
         """The dead-letter record of a rejected input, with its reason."""
         letter = make_dead_letter(
             source_topic=rec.topic,
@@ -562,4 +555,4 @@ class Pipeline:
             error.reason,
             error.message[:300],
         )
-        return RawOutput(self.topics.deadletter.get_topic_name(), rec.key, encode(letter))
+        return OutRecord(self.topics.deadletter.get_topic_name(), rec.key, encode(letter))

@@ -106,8 +106,7 @@ def create_app(settings: Settings) -> faust.App:
         "Worker": Worker,
     }
     conf["producer_linger"] = settings.producer_linger_ms / 1000.0
-    if settings.producer_max_batch_size is not None:
-        conf["producer_max_batch_size"] = settings.producer_max_batch_size
+    conf["producer_max_batch_size"] = settings.producer_max_batch_size
     app = faust.App(settings.app_id, **conf)  # type: ignore[arg-type]
     compact = {"cleanup.policy": "compact"}
     delete = {"cleanup.policy": "delete"}

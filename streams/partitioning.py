@@ -13,3 +13,9 @@ CACHED_CUSTOMERS = 1 << 17
 def partition_for(customer_id: str, partitions: int) -> int:
     """Partition of ``customer_id`` among ``partitions``, as Kafka's default partitioner picks."""
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+@lru_cache(maxsize=CACHED_CUSTOMERS)
+def partition_of_key(key: bytes, partitions: int) -> int:
+    """Partition of a record key among ``partitions``, as Kafka's default partitioner picks."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

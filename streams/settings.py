@@ -141,8 +141,12 @@ class Settings(BaseSettings):
 
     broker_session_timeout_s: float = Field(30.0, gt=0)
     broker_heartbeat_interval_s: float = Field(3.0, gt=0)
-    producer_max_batch_size: int | None = Field(
-        None, description="1 works around Tansu's end-offset bug in tests (broker-notes)"
+    producer_max_batch_size: int = Field(
+        262144,
+        ge=1,
+        description="most bytes in one producer batch (one batch per topic partition per "
+        "request: a flush's changelog records leave in a few requests rather than one per "
+        "16 KiB); 1 works around Tansu's end-offset bug in tests (broker-notes)",
     )
     gc_gen0_threshold: int = Field(
         50_000,
