@@ -15,6 +15,7 @@ class Metrics:
     events: Counter
     deadletter: Counter
     late_events: Counter
+    alignment_timeouts: Counter
     alerts: Counter
     tasks: Counter
     rule_eval_seconds: Histogram
@@ -51,6 +52,14 @@ class Metrics:
                 "churnguard_late_events_total",
                 "Events older than their partition's watermark (max event time seen minus the "
                 "allowed lateness): state is updated, but they are evaluated at the watermark",
+                ["topic"],
+                registry=reg,
+            ),
+            alignment_timeouts=Counter(
+                "churnguard_alignment_timeouts_total",
+                "Times an input topic with unread data on the broker but nothing fetched stopped "
+                "holding its partition back after CHURNGUARD_MAX_IDLE_MS (its older data, when "
+                "it comes, is late)",
                 ["topic"],
                 registry=reg,
             ),

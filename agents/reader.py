@@ -213,6 +213,8 @@ class InputReader:
                 await asyncio.sleep(0)  # let the web server and timers in between batches
             if not self._current(generation):
                 return
+            if aligner.gave_up:
+                self._report_timeouts(p, aligner)
             if now - self.last_sweep[p] >= self.settings.tick_interval_s:
                 self.last_sweep[p] = now
                 self.pipeline.sweep(p, self._sweep_time(p, caught_up))
@@ -221,6 +223,18 @@ class InputReader:
                 await self._flush(consumer, p, generation)
             if not self._current(generation):
                 return
+
+    def _report_timeouts(self, partition: int, aligner: Aligner[Record]) -> None:
+        for topic in aligner.gave_up:
+            self.pipeline.metrics.alignment_timeouts.labels(topic).inc()
+            log.warning(
+                "alignment_wait_timed_out topic=%s partition=%d max_idle_ms=%d "
+                "action=process_other_topics (its older records will be late)",
+                topic,
+                partition,
+                self.settings.max_idle_ms,
+            )
+        aligner.gave_up.clear()
 
     def _sweep_time(self, partition: int, caught_up: bool) -> float | None:
         """Wall time once the partition has read everything; while it reads a backlog, its

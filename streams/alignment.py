@@ -27,10 +27,12 @@ UNTIMED = float("-inf")
 
 @dataclass
 class _Source(Generic[T]):
+    name: str
     rank: int
     queue: deque[tuple[float, T]] = field(default_factory=deque)
     caught_up: bool = False
     empty_since: float | None = None  # when it last ran empty (while behind: idle wait)
+    gave_up: bool = False  # its wait ran out during the current empty spell
 
 
 class Aligner(Generic[T]):
@@ -39,11 +41,12 @@ class Aligner(Generic[T]):
     def __init__(self, max_idle_s: float) -> None:
         self.max_idle_s = max_idle_s
         self._sources: dict[str, _Source[T]] = {}
+        self.gave_up: list[str] = []  # sources whose wait ran out, since last read
 
     def source(self, name: str, now: float) -> None:
         """Register a source (an input topic of this partition); it starts empty and behind."""
         if name not in self._sources:
-            self._sources[name] = _Source(len(self._sources), empty_since=now)
+            self._sources[name] = _Source(name, len(self._sources), empty_since=now)
 
     def remove(self, name: str) -> None:
         """Forget a source and whatever it buffered."""
@@ -55,6 +58,7 @@ class Aligner(Generic[T]):
         src.queue.extend(records)
         if src.queue:
             src.empty_since = None
+            src.gave_up = False
 
     def set_caught_up(self, name: str, caught_up: bool) -> None:
         """Whether the source has read everything the broker holds for it."""
@@ -94,6 +98,9 @@ class Aligner(Generic[T]):
                         src.empty_since = now
                     if now - src.empty_since < self.max_idle_s:
                         return out  # its unread data may be older than every head
+                    if not src.gave_up:
+                        src.gave_up = True
+                        self.gave_up.append(src.name)
             if best is None:
                 return out
             out.append(best.queue.popleft()[1])

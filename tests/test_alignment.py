@@ -110,3 +110,20 @@ def test_records_arriving_in_any_chunks_come_out_in_event_time_order(
         out += [(float(x.split(":")[1]), x) for x in a.drain(now=0.0)]
     out += [(float(x.split(":")[1]), x) for x in a.drain(now=0.0)]
     assert [t for t, _ in out] == sorted(t for times in topics for t in times)
+
+
+def test_a_wait_that_runs_out_is_reported_once_per_empty_spell() -> None:
+    a = _aligner("logins", "orders", idle=3.0)
+    a.add("orders", [(100.0, "o1"), (101.0, "o2")])
+    a.set_caught_up("orders", True)
+    a.set_caught_up("logins", False)
+    assert a.drain(now=1.0) == [] and a.gave_up == []
+    assert a.drain(now=3.0, limit=1) == ["o1"]
+    assert a.drain(now=4.0) == ["o2"]
+    assert a.gave_up == ["logins"]
+    a.add("logins", [(90.0, "late")])
+    assert a.drain(now=4.5) == ["late"]
+    assert a.drain(now=7.5) == []  # empty again: a new wait, and a new report when it ends
+    a.add("orders", [(102.0, "o3")])
+    assert a.drain(now=7.6) == ["o3"]
+    assert a.gave_up == ["logins", "logins"]
