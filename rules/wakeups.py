@@ -93,16 +93,19 @@ class Wakeups:
             own = _ascending(r.thresholds.items()) if guard is not None else ()
             if own or others:  # a rule woken by its thresholds alone is in the merged search
                 daily_only = all(FEATURES[n].daily for n in (*others, *dict(own)))
-                wakers.append((guard, own, _cheap_first(others), daily_only))
+                wakers.append((guard, own, others, daily_only))
         self._wakers = tuple(wakers)
         self._thresholds = _ascending(merged.items())
         # scoring's time inputs whose changes an unguarded rule's wake-ups already count
         covered = {n for guard, _, others, _ in wakers if guard is None for n in others}
-        self._score_timed = _cheap_first(
+        self._score_timed = frozenset(
             n
             for n in score_timed
             if n not in covered
             and not (FEATURES[n].moves_with and covered.issuperset(FEATURES[n].moves_with))
+        )
+        self._searched = _cheap_first(
+            {n for *_, others, _ in wakers for n in others} | self._score_timed
         )
 
     # -- deadlines -----------------------------------------------------------------------
@@ -217,6 +220,7 @@ class Wakeups:
         midnight = _midnight_after(at)
         best = self._earliest(state, at, changes, self._thresholds, (), best, midnight)
         one = None
+        wanted = set(self._score_timed)  # time inputs whose next change may wake it
         for guard, thresholds, others, daily_only in self._wakers:
             if daily_only and best <= midnight:
                 continue
@@ -225,21 +229,24 @@ class Wakeups:
                     one = Evaluation(state, at)
                 if holds_not(guard, one):
                     continue  # cannot hold until an event changes the guard
-            best = self._earliest(state, at, changes, thresholds, others, best, midnight)
+            if thresholds:
+                best = self._earliest(state, at, changes, thresholds, (), best, midnight)
+            wanted.update(others)
+        # in the order of _searched: the cheap ones first, then what midnight may skip
+        others = tuple(n for n in self._searched if n in wanted)
+        best = self._earliest(state, at, changes, (), others, best, midnight)
         if self._has_scoring:
-            best = self._scoring_deadline(state, at, changes, best, midnight)
+            best = self._grid_deadline(state, at, best, midnight)
         return best
 
-    def _scoring_deadline(
+    def _grid_deadline(
         self,
         state: CustomerState,
         at: float,
-        changes: dict[str, float | None],
         best: float,
         midnight: float,
     ) -> float:
-        """Earliest time after ``at`` (before ``best``) a score may change by time alone."""
-        best = self._earliest(state, at, changes, (), self._score_timed, best, midnight)
+        """Earliest time after ``at`` (before ``best``) a score's grid bound may be crossed."""
         for name, bounds in self._score_grids:
             feature = FEATURES[name]
             if feature.daily and best <= midnight:
@@ -349,9 +356,14 @@ def _midnight_after(at: float) -> float:
     return (day_of(at) + 1) * DAY
 
 
+SEARCHED_LAST = frozenset({"login_weeks_declining", "revenue_365d", "revenue_rising"})
+"""Midnight-only features whose next change is a search from day to day (or month)."""
+
+
 def _cheap_first(names: Iterable[str]) -> tuple[str, ...]:
-    """Feature names with those that change only at midnight last (often skipped then)."""
-    return tuple(sorted(names, key=lambda n: (FEATURES[n].daily, n)))
+    """Feature names in the order a deadline search takes them: those that change only at
+    midnight last (often skipped then), and of those the searches last."""
+    return tuple(sorted(names, key=lambda n: (FEATURES[n].daily, n in SEARCHED_LAST, n)))
 
 
 def _ascending(

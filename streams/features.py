@@ -230,24 +230,21 @@ _tickets_30d, _tickets_30d_next = _window(lambda s: s.tickets, 29, 0)
 _orders_90d, _orders_90d_next = _window(lambda s: s.orders, 89, 0)
 
 
-def _weeks(logins: dict[int, float], today: int) -> list[float]:
-    w = [0.0] * (WEEKS_COMPARED + 1)
-    for day, v in logins.items():
-        back = today - day
-        if 0 <= back < 7 * (WEEKS_COMPARED + 1):
-            w[back // 7] += v
-    return w
-
-
-def _falling(w: list[float]) -> int:
+def _weeks_declining(s: CustomerState, at: float) -> int:
+    # weeks of 7 days back from today, compared newest first while each has fewer logins
+    # than the one before it; only the weeks compared are summed (counts: sums are exact)
+    get = s.logins.get
+    newest = day_of(at)
+    week = sum(map(get, range(newest - 6, newest + 1), repeat(0.0)))
     n = 0
-    while n < WEEKS_COMPARED and w[n] < w[n + 1]:
+    while n < WEEKS_COMPARED:
+        newest -= 7
+        before = sum(map(get, range(newest - 6, newest + 1), repeat(0.0)))
+        if not week < before:
+            break
+        week = before
         n += 1
     return n
-
-
-def _weeks_declining(s: CustomerState, at: float) -> int:
-    return _falling(_weeks(s.logins, day_of(at)))
 
 
 def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
@@ -263,7 +260,7 @@ def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
     first = today - 7 * WEEKS_COMPARED - 6
     prefix = list(accumulate(map(logins.get, range(first, end), repeat(0.0)), initial=0.0))
 
-    def falling(day: int) -> int:  # _falling of the weeks back from ``day``, week by week
+    def falling(day: int) -> int:  # _weeks_declining at ``day``
         newest = day - first + 1
         n = 0
         week = prefix[newest] - prefix[newest - 7]

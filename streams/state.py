@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -80,8 +81,7 @@ def _bump(buckets: dict[int, float], slot: int, by: float) -> None:
 def window_sum(buckets: dict[int, float], first: int, last: int) -> float:
     """Sum of the buckets with ``first <= slot <= last``."""
     if last - first < len(buckets):  # a short window over many buckets: look slots up
-        get = buckets.get
-        return sum(get(k, 0.0) for k in range(first, last + 1))
+        return sum(map(buckets.get, range(first, last + 1), repeat(0.0)))
     return sum(v for k, v in buckets.items() if first <= k <= last)
 
 
@@ -438,15 +438,21 @@ def _apply_contact(state: CustomerState, event: ContactEvent, ts: float) -> None
 def prune(state: CustomerState, now: float, horizon_days: int) -> None:
     """Drop buckets older than the horizon (13 months for monthly buckets)."""
     first_day = day_of(now) - horizon_days
-    for buckets in (state.logins, state.complaints, state.tickets, state.orders):
-        for k in [k for k in buckets if k < first_day]:
-            del buckets[k]
-    for k in [k for k in state.order_value if k < first_day]:
-        del state.order_value[k]
+    for buckets in (
+        state.logins,
+        state.complaints,
+        state.tickets,
+        state.orders,
+        state.order_value,
+    ):
+        if buckets and min(buckets) < first_day:  # mostly nothing to drop
+            for k in [k for k in buckets if k < first_day]:
+                del buckets[k]
     first_month = month_of(now) - MONTHS_KEPT + 1
     for monthly in (state.monthly_orders, state.monthly_value):
-        for k in [k for k in monthly if k < first_month]:
-            del monthly[k]
+        if monthly and min(monthly) < first_month:
+            for k in [k for k in monthly if k < first_month]:
+                del monthly[k]
     cutoff = now - DEPARTURES_KEPT_S
     if state.departures and state.departures[0][0] < cutoff:
         state.departures = [d for d in state.departures if d[0] >= cutoff]
