@@ -87,12 +87,16 @@ class Aligner(Generic[T]):
         """Take the records that may be processed now, in event-time order (at most ``limit``)."""
         out: list[T] = []
         sources = sorted(self._sources.values(), key=lambda s: s.rank)
-        while limit is None or len(out) < limit:
+        room = float("inf") if limit is None else limit
+        while room > 0:
             best: _Source[T] | None = None
+            runner_up: _Source[T] | None = None  # the next lowest head: best's run ends there
             for src in sources:
                 if src.queue:
                     if best is None or src.queue[0][0] < best.queue[0][0]:
-                        best = src
+                        best, runner_up = src, best
+                    elif runner_up is None or src.queue[0][0] < runner_up.queue[0][0]:
+                        runner_up = src
                 elif not src.caught_up:
                     if src.empty_since is None:
                         src.empty_since = now
@@ -103,8 +107,19 @@ class Aligner(Generic[T]):
                         self.gave_up.append(src.name)
             if best is None:
                 return out
-            out.append(best.queue.popleft()[1])
-            if not best.queue:
+            # take best's records up to the runner-up's head (ties go to the lower rank)
+            queue = best.queue
+            if runner_up is None:
+                bound, inclusive = float("inf"), True
+            else:
+                bound, inclusive = runner_up.queue[0][0], best.rank < runner_up.rank
+            while queue and room > 0:
+                head = queue[0][0]
+                if head > bound or (head == bound and not inclusive):
+                    break
+                out.append(queue.popleft()[1])
+                room -= 1
+            if not queue:
                 best.empty_since = now
         return out
 

@@ -127,3 +127,42 @@ def test_a_wait_that_runs_out_is_reported_once_per_empty_spell() -> None:
     a.add("orders", [(102.0, "o3")])
     assert a.drain(now=7.6) == ["o3"]
     assert a.gave_up == ["logins", "logins"]
+
+
+def _one_at_a_time(queues: list[list[tuple[float, str]]]) -> list[str]:
+    """The definition: always the lowest head; ties go to the topic registered first."""
+    queues = [list(q) for q in queues]
+    out = []
+    while any(queues):
+        best = min((q[0][0], i) for i, q in enumerate(queues) if q)[1]
+        out.append(queues[best].pop(0)[1])
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topics=st.lists(
+        st.lists(st.sampled_from([float("-inf"), 1.0, 2.0, 3.0, 5.0, 8.0]), max_size=12),
+        min_size=1,
+        max_size=4,
+    ),
+    limit=st.integers(1, 7),
+)
+def test_runs_taken_in_bulk_match_taking_one_record_at_a_time(
+    topics: list[list[float]], limit: int
+) -> None:
+    """Unsorted topics with ties and untimed records: the same order as the definition,
+    whatever the limit per drain."""
+    names = [f"t{i}" for i in range(len(topics))]
+    queues = [
+        [(t, f"{n}#{j}") for j, t in enumerate(ts)] for n, ts in zip(names, topics, strict=True)
+    ]
+    a = _aligner(*names)
+    for name, queue in zip(names, queues, strict=True):
+        a.add(name, queue)
+        a.set_caught_up(name, True)
+    out: list[str] = []
+    while batch := a.drain(now=0.0, limit=limit):
+        assert len(batch) <= limit
+        out += batch
+    assert out == _one_at_a_time(queues)
