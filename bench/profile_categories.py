@@ -20,10 +20,11 @@ from pathlib import Path
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
     ("engine: next deadline", ("Engine.next_deadline",)),
     ("engine: apply and advance", ("Engine.apply ", "Engine.advance ", "apply_batch ")),
-    ("decode and validate input", ("decode_input ",)),
+    ("decode and validate input", ("decode_input ", "Pipeline.decode ")),
     ("state encode", ("encode_stored ",)),
     ("state decode", ("decode_stored ",)),
-    ("outputs to the producer", ("Pipeline._send_output ", "Pipeline._produce ")),
+    ("outputs to the producer", ("Pipeline._send_output ", "Pipeline._produce ",
+                                 "Pipeline._output_record ", "Pipeline._send ", "send_batches ")),
     ("table writes and changelog", ("Store._set ", "Table.__setitem__", "StateStore.write ")),
     ("table reads", ("Table.get ", "Store._get ", "StateStore.get_many ", "Pipeline._load")),
     ("flush, other", ("Pipeline.flush ", "Pipeline.delivered ")),
