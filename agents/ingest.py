@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -55,7 +54,7 @@ def make_engine(settings: Settings) -> Engine:
 
 
 def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
-    """Attach churnguard's agents, tick timer and rebalance hooks to ``app``."""
+    """Attach churnguard's input reader, partition anchor, timers and rebalance hooks."""
     topics: Topics = app.churnguard_topics  # type: ignore[attr-defined]
     pipeline = Pipeline(
         app=app,
@@ -80,9 +79,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
     async def _read_inputs() -> None:
         try:
             await reader.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
+        except Exception as exc:  # cancellation is not an Exception: a stop passes through
             log.critical("input_reader_failed error=%r action=stop_worker", exc, exc_info=True)
             await app.crash(exc)
 

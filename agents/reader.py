@@ -62,21 +62,19 @@ class InputReader:
         """Stop processing; unflushed work is dropped (replayed from the committed offsets)."""
         self.active = False
         self.generation += 1
-        self.pipeline.on_revoked({TopicPartition(self.ticks_topic, p) for p in self.owned})
-        self.aligners.clear()
+        self._forget_owned()
         pending = [c for c in self.commits.values() if not c.done()]
         if pending:
             await asyncio.wait(pending, timeout=REVOKE_WAIT_S)
 
     async def on_rebalance_complete(self) -> None:
         """The table is recovered: read the input topics of the partitions now owned."""
-        if self.owned:  # not revoked first: positions restart, so unflushed work goes too
-            self.pipeline.on_revoked({TopicPartition(self.ticks_topic, p) for p in self.owned})
+        self._forget_owned()  # if not revoked first: positions restart, unflushed work goes
         owned = sorted(
             tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.ticks_topic
         )
         self.owned = owned
-        self.pipeline.on_assigned(set())
+        self.pipeline.on_assigned()
         now = time.monotonic()
         self.aligners = {}
         for p in owned:
@@ -101,6 +99,12 @@ class InputReader:
         self.generation += 1
         self.active = True
         self.assigned.set()
+
+    def _forget_owned(self) -> None:
+        """Drop the owned partitions' unflushed work and buffered records."""
+        self.pipeline.on_revoked(self.owned)
+        self.owned = []
+        self.aligners = {}
 
     async def _resume_from_faust_group(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]

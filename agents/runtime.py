@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import TP, AppT, TopicT
+from faust.types import AppT
 
 from agents.metrics import Metrics
 from agents.producer import OutRecord, Sent, send_batches
@@ -64,6 +65,7 @@ class Record:
     kind: str | None
     event: InputEvent | None = None
     error: DecodeError | None = None
+    occurred: float = UNTIMED  # the event's time in epoch seconds (untimed when rejected)
 
 
 @dataclass
@@ -159,7 +161,8 @@ class Pipeline:
             rec.error = exc
             return UNTIMED, rec
         rec.event = event
-        return event.occurred_at.timestamp(), rec
+        rec.occurred = event.occurred_at.timestamp()
+        return rec.occurred, rec
 
     def _check_time(self, event: InputEvent) -> None:
         if self.settings.clock != "wall":
@@ -192,7 +195,7 @@ class Pipeline:
             if rec.partition != target or rec.key != cid.encode():
                 buf.outputs.append(self._rekey(rec, target))
                 continue
-            occurred = event.occurred_at.timestamp()
+            occurred = rec.occurred
             watermark = watermarks.now(partition)
             if watermark is not None and occurred < watermark:
                 self.metrics.late_events.labels(rec.topic).inc()
@@ -372,9 +375,9 @@ class Pipeline:
                 (time.perf_counter() - flushed.started) * 1000,
             )
 
-    def on_revoked(self, revoked: set[TP]) -> None:
+    def on_revoked(self, partitions: Iterable[int]) -> None:
         """Forget unflushed work of revoked partitions; their next owner replays it."""
-        for partition in {tp.partition for tp in revoked}:
+        for partition in partitions:
             dropped = self.buffers.pop(partition, None)
             self.indexes.pop(partition, None)
             self.rfm.forget(partition)
@@ -386,7 +389,7 @@ class Pipeline:
                     dropped.records,
                 )
 
-    def on_assigned(self, assigned: set[TP]) -> None:
+    def on_assigned(self) -> None:
         """Deadline indexes are rebuilt from the table before the next sweep."""
         self.index_stale = True
 
@@ -455,7 +458,7 @@ class Pipeline:
             raw = self.rfm.sketch(tp.partition, now).to_bytes()
             key = str(tp.partition).encode()
             self.rfm_summaries[key] = raw
-            await self._produce(self.topics.rfm, key, raw, partition=0)
+            await self._send([OutRecord(self.topics.rfm.get_topic_name(), key, raw, None, 0)])
         cuts = merged_cut_points(self.rfm_summaries)
         if cuts is None:
             return
@@ -506,17 +509,6 @@ class Pipeline:
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
         return OutRecord(topic.get_topic_name(), out.customer_id.encode(), encode(out), headers)
-
-    async def _produce(
-        self, topic: TopicT, key: bytes | None, value: bytes | None, *, partition: int | None = None
-    ) -> asyncio.Future[Any]:
-        """Hand one record to the app's producer; the future completes on delivery.
-
-        Straight to the producer rather than ``topic.send``, which adds a future message,
-        sensor calls, a debug log call and a callback per record.
-        """
-        producer = await self.app.maybe_start_producer()
-        return await producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
     def _rekey(self, rec: Record, partition: int) -> OutRecord:
         """The record for the re-key topic: keyed and partitioned by its customer."""

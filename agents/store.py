@@ -2,10 +2,11 @@
 
 Faust's ``Table.__setitem__`` writes one key with one changelog record through its own send
 machinery and needs the current stream event to know the partition; the batch path knows the
-partition itself. This adapter writes a flush's states into the table's local store in one
-write batch and hands their changelog records straight to the producer, in the record format
-Faust's own recovery reads back (raw key, raw value, partition = the state's partition), and
-records the changelog offset as persisted once the broker has acknowledged it, as Faust does.
+partition itself. This adapter reads a batch's states with one multi-get, writes a flush's
+states into the table's local store in one write batch, and records the changelog offset as
+persisted once the broker has acknowledged the flush's changelog records (which the pipeline
+sends in the format Faust's own recovery reads back: raw key, raw value, the state's
+partition), as Faust does.
 """
 
 from __future__ import annotations

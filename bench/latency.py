@@ -111,9 +111,12 @@ def _processed(url: str) -> int:
 
 
 async def _measure(
-    bootstrap: str, topics: dict[str, str], records: list[tuple[str, str, dict[str, Any]]],
-    rate: float, url: str,
-) -> dict[str, Any]:  # fmt: skip
+    bootstrap: str,
+    topics: dict[str, str],
+    records: list[tuple[str, str, dict[str, Any]]],
+    rate: float,
+    url: str,
+) -> dict[str, Any]:
     # one event first: the worker has joined its group and reads once it is processed
     warm_topic, warm_key, warm_value = records[0]
     await _send_steady(bootstrap, [(warm_topic, warm_key, warm_value)], rate)
