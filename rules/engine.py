@@ -137,22 +137,6 @@ class Engine:
         wakeups.remember(state, timing, stale, at)
         return result
 
-    def apply_many(
-        self, state: CustomerState, events: Sequence[tuple[InputEvent, float]]
-    ) -> Result:
-        """Apply one customer's consecutive ``(event, not_before)`` pairs in order.
-
-        The same outputs, snapshots, errors and final state as :meth:`apply` for each pair in
-        turn; ``applied`` is True if any event was new.
-        """
-        total = Result(applied=False)
-        for event, not_before in events:
-            one = self.apply(state, event, not_before)
-            if one.applied:
-                total.applied = True
-            total.extend(one)
-        return total
-
     def advance(self, state: CustomerState, until: float) -> Result:
         """Evaluate the customer at every deadline due at or before ``until``."""
         result = Result()
