@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="worker web port: /metrics, /customers/{id}/")
     web_host: str = Field("127.0.0.1", description="interface the web port binds to")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="read model (later issues)")
+    serve_host: str = Field(
+        "127.0.0.1", description="interface `churnguard serve` (HTTP API, dashboard) binds to"
+    )
+    serve_port: int = Field(
+        6067, ge=0, le=65535, description="port of `churnguard serve`: API, dashboard, /metrics"
+    )
 
     topic_logins: str = "crm.logins"
     topic_orders: str = "crm.orders"
