@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.state import StateConfig
@@ -145,6 +145,35 @@ class Settings(BaseSettings):
         300.0, gt=0, description="how often partitions publish RFM summaries and cut points refresh"
     )
 
+    # Redis read model (agents/redis_sink.py, docs/read-model.md)
+    redis_key_prefix: str = Field("churnguard:", description="prefix of every read-model key")
+    redis_username: str | None = Field(None, description="Redis ACL user (None: default user)")
+    redis_password: SecretStr | None = Field(None, description="Redis password (AUTH)")
+    redis_tls: bool = Field(False, description="connect with TLS (as a rediss:// URL does)")
+    redis_ca_file: Path | None = Field(None, description="CA bundle that signed Redis' cert")
+    redis_cert_file: Path | None = Field(None, description="client certificate for mutual TLS")
+    redis_key_file: Path | None = Field(None, description="private key of redis_cert_file")
+    redis_timeout_s: float = Field(
+        5.0, gt=0, description="Redis connect and command timeout: how soon an outage shows"
+    )
+    redis_churned_ttl_s: int = Field(
+        30 * 86400,
+        ge=0,
+        description="TTL of the keys of a customer whose lifecycle stage is churned (0: keep)",
+    )
+    redis_recent_alerts: int = Field(
+        10000, ge=1, description="alert events kept in the alerts:recent stream (about)"
+    )
+    readmodel_batch_max: int = Field(
+        500, ge=1, description="records the read-model sink writes to Redis in one pipeline"
+    )
+    readmodel_backoff_max_s: float = Field(
+        5.0, gt=0, description="longest wait between two Redis retries of the read-model sink"
+    )
+    readmodel_fetch_max_wait_ms: int = Field(
+        100, ge=0, description="how long the broker may hold the read-model sink's fetch"
+    )
+
     broker_session_timeout_s: float = Field(30.0, gt=0)
     broker_heartbeat_interval_s: float = Field(3.0, gt=0)
     producer_max_batch_size: int = Field(
@@ -171,6 +200,11 @@ class Settings(BaseSettings):
     def bootstrap_servers(self) -> str:
         """``broker`` as a plain bootstrap list for aiokafka (``host:port,host:port``)."""
         return ",".join(part.split("://")[-1] for part in self.broker.split(";"))
+
+    @property
+    def readmodel_group(self) -> str:
+        """Consumer group of the Redis read-model sink (``<app_id>-readmodel``)."""
+        return f"{self.app_id}-readmodel"
 
     @property
     def state_config(self) -> StateConfig:
