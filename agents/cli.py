@@ -24,7 +24,8 @@ alerts (cs.alerts) and tasks (cs.tasks). Configure with CHURNGUARD_* environment
 `churnguard demo`. Check rule packs and scoring with `churnguard rules check`, list the
 features rules can use with `churnguard rules list`, run rule unit tests with
 `churnguard rules test FILE`. Fit the CLV model with `churnguard fit --orders FILE --until
-DATE`; publish an order history with `churnguard import cdnow|csv FILE`.
+DATE`; publish an order history with `churnguard import cdnow|csv FILE`. Serve the HTTP API
+and the customer-success dashboard over the Redis read model with `churnguard serve`.
 """
 
 
@@ -110,6 +111,11 @@ def main() -> None:
         from agents.rules_cli import rules_group
 
         rules_group.main(args=sys.argv[2:], prog_name="churnguard rules")
+        return
+    if sys.argv[1:2] == ["serve"]:  # API, dashboard and read-model sink: no Faust app
+        from agents.serve import serve_command
+
+        serve_command.main(args=sys.argv[2:], prog_name="churnguard serve")
         return
     if sys.argv[1:2] in (["fit"], ["import"]):  # offline: no Faust app
         from agents.offline_cli import fit, import_orders
