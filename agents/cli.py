@@ -35,6 +35,7 @@ def build_app(settings: Settings | None = None) -> faust.App:
     app = create_app(settings)
     metrics = Metrics.create()
     setup_prometheus_sensors(app, pattern="/metrics", registry=metrics.registry)
+    app.churnguard_metrics = metrics  # type: ignore[attr-defined]
     register(app, settings, metrics)
     _add_commands(app, settings)
     return app

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
+from agents.health import WorkerProbe
 from agents.metrics import Metrics
 from agents.reader import InputReader
 from agents.rfm_population import read_rfm_summaries
@@ -113,5 +114,7 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
             settings.store,
         )
 
-    register_views(app, pipeline)
+    probe = WorkerProbe(app, reader)
+    metrics.worker_state.source = probe
+    register_views(app, pipeline, probe)
     return pipeline

@@ -103,6 +103,7 @@ class InputReader:
     def _forget_owned(self) -> None:
         """Drop the owned partitions' unflushed work and buffered records."""
         self.pipeline.on_revoked(self.owned)
+        self.pipeline.metrics.consumer_lag.clear()  # the next owner reports these partitions
         self.owned = []
         self.aligners = {}
 
@@ -204,6 +205,9 @@ class InputReader:
                     return
                 highwater = consumer.highwater(tp)
                 up = highwater is not None and position >= highwater
+                if highwater is not None:
+                    lag = self.pipeline.metrics.consumer_lag
+                    lag.labels(name, str(p)).set(max(0, highwater - position))
                 aligner.set_caught_up(name, up)
                 caught_up = caught_up and up
                 self._backpressure(consumer, tp, aligner.buffered(name))

@@ -225,6 +225,7 @@ class Pipeline:
             self.rebuild_indexes()
         if now is None:
             return
+        started = time.perf_counter()
         buf = self._buffer(partition)
         index = self.indexes.setdefault(partition, DeadlineIndex())
         due = index.pop_due(now)
@@ -238,6 +239,7 @@ class Pipeline:
             self.metrics.engine_seconds.inc(time.perf_counter() - started)
             self._record(buf, state, result)
         self.metrics.scheduled_customers.labels(str(partition)).set(len(index))
+        self.metrics.sweep_seconds.observe(time.perf_counter() - started)
 
     async def send_outputs(self, partition: int) -> None:
         """Hand the partition's new outputs to the producer now, not at the next flush.
@@ -496,6 +498,7 @@ class Pipeline:
                 out.alert_id,
             )
             self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
+            self.metrics.observe_alert(out)
             if out.status == "notice" and out.rule_id == TIER_CHANGED:
                 moved = out.evidence
                 self.metrics.tiers_changed.labels(moved["from"], moved["to"]).inc()

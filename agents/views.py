@@ -1,4 +1,5 @@
-"""Worker web views: a customer's current snapshot (``/customers/{id}/``)."""
+"""Worker web views: a customer's current snapshot (``/customers/{id}/``), ``/healthz`` (the
+process answers) and ``/readyz`` (partitions assigned and recovered; 503 with the reason)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
+from agents.health import WorkerProbe
 from agents.runtime import Pipeline
 from rules.scoring import SCORE_KEYS, Scorer
 from streams.features import compute
@@ -48,8 +50,19 @@ def snapshot(state: CustomerState, scorer: Scorer | None = None) -> dict[str, An
     }
 
 
-def register_views(app: faust.App, pipeline: Pipeline) -> None:
+def register_views(app: faust.App, pipeline: Pipeline, probe: WorkerProbe) -> None:
     """Attach the web views to ``app``."""
+
+    @app.page("/healthz")
+    class HealthView(View):
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class ReadyView(View):
+        async def get(self, request: Request) -> Response:
+            readiness = probe.readiness()
+            return self.json(readiness.as_json(), status=200 if readiness.ready else 503)
 
     @app.page("/customers/{customer_id}/")
     class CustomerView(View):
