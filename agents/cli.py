@@ -118,6 +118,11 @@ def main() -> None:
 
         serve_command.main(args=sys.argv[2:], prog_name="churnguard serve")
         return
+    if sys.argv[1:2] == ["redis"]:  # read model: Redis and the output topics, no Faust app
+        from agents.redis_cli import redis_group
+
+        redis_group.main(args=sys.argv[2:], prog_name="churnguard redis")
+        return
     if sys.argv[1:2] in (["fit"], ["import"]):  # offline: no Faust app
         from agents.offline_cli import fit, import_orders
 

@@ -123,6 +123,8 @@ class ScriptCall:
 
     keys: tuple[str, ...]
     args: tuple[str | int, ...]
+    origin: str = ""
+    """Where the event came from (``topic[partition]@offset``), for logs."""
 
 
 @dataclass(frozen=True)
@@ -327,7 +329,9 @@ def plan_batch(
         except DecodeError as exc:
             plan.skipped.append(_skipped(record, exc.reason, exc.message))
             continue
-        plan.calls.append(event_call(keys, event, options))
+        call = event_call(keys, event, options)
+        origin = f"{record.topic}[{record.partition}]@{record.offset}"
+        plan.calls.append(ScriptCall(call.keys, call.args, origin))
         plan.events[record.topic] = plan.events.get(record.topic, 0) + 1
     if plan.last_offsets:
         plan.calls.append(applied_call(keys, plan.last_offsets))
