@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint prometheus-rules bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +15,18 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole pipeline on the embedded broker, alerts printed as they arrive
 	$(BIN)/churnguard demo
 
-test: $(STAMP) lint  ## lint, types, unit and integration tests (real broker, real worker)
+test: $(STAMP) lint prometheus-rules  ## lint, types, alert rules, unit and integration tests
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+prometheus-rules:  ## the SRE alert rules: syntax, then their unit tests (Debian package prometheus)
+	@command -v promtool >/dev/null || { echo "promtool missing: apt-get install prometheus (.ci/run installs it)"; exit 1; }
+	promtool check rules deploy/prometheus/rules/*.yml
+	promtool test rules deploy/prometheus/tests/*.yml
 
 bench: $(STAMP)  ## rules and scoring cost; RFM sketch merge memory; throughput vs baselines
 	$(BIN)/pip install --quiet -e '.[dev,oracle,bench]'  # Quix Streams, the yardstick of stage (q)
