@@ -122,7 +122,7 @@ class ScriptCall:
     """One call of the read-model Lua script: its KEYS and ARGV."""
 
     keys: tuple[str, ...]
-    args: tuple[str | int, ...]
+    args: tuple[str, ...]
     origin: str = ""
     """Where the event came from (``topic[partition]@offset``), for logs."""
 
