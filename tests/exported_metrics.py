@@ -72,3 +72,39 @@ def sink_metric_names() -> frozenset[str]:
 def exported_metric_names() -> frozenset[str]:
     """Everything a dashboard or rule may query: worker, sink, and Prometheus' own ``up``."""
     return worker_metric_names() | sink_metric_names() | {"up", "scrape_duration_seconds"}
+
+
+PROMQL_KEYWORDS = frozenset(
+    {
+        "by", "without", "on", "ignoring", "group_left", "group_right",
+        "and", "or", "unless", "offset", "bool", "atan2", "inf", "nan",
+    }
+)  # fmt: skip
+_STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^}]*\}")
+_RANGES = re.compile(r"\[[^\]]*\]")
+_GROUPING = re.compile(
+    r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", re.IGNORECASE
+)
+_VARIABLES = re.compile(r"\$\{[^}]*\}|\$\w+")
+_IDENTIFIER = re.compile(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?")
+_NUMBER_LIKE = re.compile(r"^(0x[0-9a-f]+|\d.*|[0-9.]+e[0-9]+)$", re.IGNORECASE)
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, keywords, labels left out).
+
+    Grafana variables (``$__rate_interval``, ``${instance}``) are dropped first.
+    """
+    text = _VARIABLES.sub(" ", expr)
+    text = _STRINGS.sub('""', text)
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGES.sub(" ", text)
+    text = _GROUPING.sub(" ", text)
+    names: set[str] = set()
+    for match in _IDENTIFIER.finditer(text):
+        name, call = match.group(1), match.group(2)
+        if call or name.lower() in PROMQL_KEYWORDS or _NUMBER_LIKE.match(name):
+            continue
+        names.add(name)
+    return names
