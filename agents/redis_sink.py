@@ -19,7 +19,16 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from agents.readmodel import (
     BatchPlan,
@@ -41,7 +50,17 @@ BACKOFF_FIRST_S = 0.1
 IDLE_PING_S = 5.0
 POLL_TIMEOUT_MS = 1000
 REDIS_FAILURES = (RedisError, OSError)
-TRANSIENT_REPLIES = ("OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+TRANSIENT_ERRORS = (
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+    MasterDownError,
+    ClusterDownError,
+)
+TRANSIENT_CODES = frozenset(
+    {"BUSY", "OOM", "READONLY", "LOADING", "TRYAGAIN", "MASTERDOWN", "CLUSTERDOWN", "NOSCRIPT"}
+)
 
 
 def output_kinds(settings: Settings) -> dict[str, OutputKind]:
@@ -62,9 +81,10 @@ def write_options(settings: Settings) -> WriteOptions:
 
 def is_transient(error: ResponseError) -> bool:
     """Whether a Redis error reply may pass by itself (retry) rather than repeat forever."""
-    if isinstance(error, NoScriptError):
+    if isinstance(error, TRANSIENT_ERRORS):
         return True
-    return any(marker in str(error) for marker in TRANSIENT_REPLIES)
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code in TRANSIENT_CODES
 
 
 def backoff_delays(first_s: float, max_s: float) -> Iterator[float]:

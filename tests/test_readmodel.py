@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
-from redis.exceptions import NoScriptError, ResponseError
+from redis._parsers.base import BaseParser
+from redis.exceptions import ResponseError
 
 from agents.readmodel import (
     CHURNED_STAGE,
@@ -279,15 +280,23 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert list(itertools.islice(backoff_delays(0.1, 1.0), 6)) == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
 
 
+def parse_error(reply: str) -> ResponseError:
+    """The exception redis-py raises for an error reply (as the pipeline returns it)."""
+    error = BaseParser.parse_error(reply)
+    assert isinstance(error, ResponseError)
+    return error
+
+
 @pytest.mark.parametrize(
     ("error", "transient"),
     [
-        (ResponseError("OOM command not allowed when used memory > 'maxmemory'."), True),
-        (ResponseError("READONLY You can't write against a read only replica."), True),
-        (ResponseError("LOADING Redis is loading the dataset in memory"), True),
-        (NoScriptError("No matching script."), True),
-        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
-        (ResponseError("ERR user_script:12: Script attempted to access nonexistent global"), False),
+        (parse_error("OOM command not allowed when used memory > 'maxmemory'."), True),
+        (parse_error("READONLY You can't write against a read only replica."), True),
+        (parse_error("NOSCRIPT No matching script."), True),
+        (parse_error("BUSY Redis is busy running a script."), True),
+        (parse_error("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (parse_error("ERR user_script:12: Script attempted to access nonexistent global"), False),
+        (parse_error("ERR the customer BUSY-1 is unknown"), False),
     ],
 )
 def test_only_passing_redis_errors_are_retried(error: ResponseError, transient: bool) -> None:
