@@ -8,7 +8,7 @@ from typing import Literal
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-MAX_CURSOR = 10_000_000
+MAX_CURSOR = 99_999_999  # eight digits, as the OpenAPI document says
 MAX_ID_CHARS = 200
 ALERT_STATUSES = ("firing", "resolved", "all")
 
@@ -78,7 +78,7 @@ def parse_name(params: Mapping[str, str], name: str) -> str | None:
 
 def parse_status(params: Mapping[str, str]) -> AlertStatus:
     """``status``: firing (default), resolved or all."""
-    raw = params.get("status") or "firing"
+    raw = params.get("status", "firing")
     if raw == "firing":
         return "firing"
     if raw == "resolved":
