@@ -20,6 +20,7 @@ import click
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from agents.api import Handler, add_api, json_errors, rules_summary
@@ -211,5 +212,9 @@ def serve_command(sink: bool, host: str | None, port: int | None, log_level: str
         click.echo(f"churnguard serve: cannot start: {exc}", err=True)
         sys.exit(2)
     rules = rules_summary(rule_set, settings.rule_packs)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_serve(settings, rules, with_sink=sink))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_serve(settings, rules, with_sink=sink))
+    except (OSError, KafkaError) as exc:  # port taken, broker unreachable for the sink
+        click.echo(f"churnguard serve: cannot start: {exc!r}", err=True)
+        sys.exit(2)
