@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
         loop.add_signal_handler(sig, stop.set)
     tasks: list[asyncio.Task[None]] = []
     seen: Counter[str] = Counter()
+    read_model: list[asyncio.subprocess.Process] = []  # redis-server (if started) and serve
     try:
         if "CHURNGUARD_BROKER" in os.environ:
             url = settings.broker
@@ -112,6 +114,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
             f"demo: worker pid {worker.pid}, metrics http://127.0.0.1:{web_port}/metrics, "
             f"log {workdir / 'worker.log'}"
         )
+        read_model = await _start_read_model(settings, env, workdir)
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         start -= timedelta(days=opts.days)
         click.echo(
@@ -136,11 +139,63 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
             loop.remove_signal_handler(sig)
         if worker is not None:
             await _stop_process(worker)
+        for proc in reversed(read_model):
+            await _stop_process(proc)
         if broker is not None:
             broker.stop()
         summary = ", ".join(f"{k}: {v}" for k, v in sorted(seen.items())) or "nothing"
         click.echo(f"demo: stopped cleanly. Seen {summary}")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def _start_read_model(
+    settings: Settings, env: dict[str, str], workdir: Path
+) -> list[asyncio.subprocess.Process]:
+    """Start `churnguard serve` (read-model sink, API, dashboard) beside the worker, on a
+    private redis-server when one is installed and CHURNGUARD_REDIS_URL is not set; print the
+    dashboard's URL."""
+    started: list[asyncio.subprocess.Process] = []
+    redis_server = shutil.which("redis-server")
+    env = dict(env)
+    if "CHURNGUARD_REDIS_URL" not in os.environ and redis_server is not None:
+        redis_port = free_port()
+        started.append(
+            await asyncio.create_subprocess_exec(
+                *(redis_server, "--port", str(redis_port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(workdir)),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        env["CHURNGUARD_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
+    if "CHURNGUARD_SERVE_PORT" not in os.environ and not _port_free(settings.serve_port):
+        env["CHURNGUARD_SERVE_PORT"] = str(free_port())  # another serve has the default
+    host = env.get("CHURNGUARD_SERVE_HOST", settings.serve_host)
+    port = env.get("CHURNGUARD_SERVE_PORT", str(settings.serve_port))
+    with (workdir / "serve.log").open("wb") as log_file:
+        started.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "agents", "serve"),
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+    click.echo(
+        f"demo: dashboard http://{host}:{port}/ (customers at risk fill in as health snapshots "
+        f"arrive; read model in {env.get('CHURNGUARD_REDIS_URL', settings.redis_url)}, "
+        f"log {workdir / 'serve.log'})"
+    )
+    return started
+
+
+def _port_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 async def _produce(bootstrap: str, settings: Settings, opts: DemoOptions, start: datetime) -> None:
