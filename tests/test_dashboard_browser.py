@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, Route, expect, sync_playwright
 
 from tests.serve_support import CUSTOMERS, RedisServer, ServeProcess, write_read_model
 
@@ -58,13 +58,12 @@ def page() -> Iterator[Page]:
             browser.close()
 
 
-def _local_only(route: object) -> None:
+def _local_only(route: Route) -> None:
     """Let requests to the local server through; anything else (a CDN) fails the page."""
-    request = route.request  # type: ignore[attr-defined]
-    if request.url.startswith("http://127.0.0.1:"):
-        route.continue_()  # type: ignore[attr-defined]
+    if route.request.url.startswith("http://127.0.0.1:"):
+        route.continue_()
     else:
-        route.abort()  # type: ignore[attr-defined]
+        route.abort()
 
 
 def test_list_filter_customer_chart_and_feed(page: Page, serve_url: str) -> None:
