@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -282,7 +281,11 @@ class Metrics:
         )
 
     def observe_alert(self, alert: AlertEvent) -> None:
-        """Count an emitted alert event in the latency histogram and the firing gauge."""
+        """Count an emitted alert event in the latency histogram and the firing gauge.
+
+        The latency is the alert's emission wall time minus the event time it fired or
+        resolved at, so the figure does not depend on when this method runs.
+        """
         if alert.status == "firing":
             event_time = alert.fired_at
             self.alerts_firing.labels(alert.rule_id, alert.severity).inc()
@@ -292,5 +295,5 @@ class Metrics:
         else:  # a notice has no lifecycle
             return
         self.alert_latency.labels(alert.status).observe(
-            max(0.0, time.time() - event_time.timestamp())
+            max(0.0, (alert.emitted_at - event_time).total_seconds())
         )
