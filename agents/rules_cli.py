@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from rules.loader import RulePackError, load_rules, pack_files
+from rules.loader import RulePackError, load_rules, pack_files, param_literal
 from streams.features import FEATURES
 from streams.settings import Settings
 
@@ -31,7 +31,8 @@ def check(paths: tuple[Path, ...]) -> None:
     Reports every problem as FILE:LINE: rule ID: reason — YAML errors, unknown fields, bad
     durations, CEL syntax and type errors, unknown features, duplicate ids, unknown or
     cyclic `inhibits`; for tiers, health and lifecycle also grids, weights that do not sum
-    to 100, a missing fallback entry and scores read before they are computed. Exits 1 on
+    to 100, a missing fallback entry and scores read before they are computed; `params:`
+    referred to but not declared (params.NAME in CEL) or declared but not used. Exits 1 on
     any problem, 0 when everything loads.
     """
     targets = list(paths) or Settings().rule_packs
@@ -46,7 +47,11 @@ def check(paths: tuple[Path, ...]) -> None:
     click.echo(f"ok: {len(ruleset.rules)} rules in {len(files)} file(s)")
     for rule in ruleset.rules:
         wakes = "time-based" if rule.time_based else "event-driven"
-        click.echo(f"  {rule.id:<28} {rule.rule.severity:<8} {wakes}")
+        params = ", ".join(f"{k}={param_literal(v)}" for k, v in rule.rule.params.items())
+        click.echo(
+            f"  {rule.id:<28} {rule.rule.severity:<8} {wakes}"
+            + (f"  params: {params}" if params else "")
+        )
     scoring = ruleset.scoring
     if scoring is not None:
         spec = scoring.spec

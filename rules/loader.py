@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -14,7 +15,7 @@ import cel
 import yaml
 from pydantic import ValidationError
 
-from rules.model import Rule, RulePack
+from rules.model import ParamValue, Rule, RulePack
 from rules.scoring import NOT_READABLE, CompiledFactor, CompiledScoring
 from rules.scoring_model import Scoring
 from rules.templates import placeholders
@@ -181,13 +182,22 @@ def pack_files(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def load_rules(paths: Iterable[Path], default_scoring: bool = True) -> RuleSet:
+Overrides = Mapping[str, Mapping[str, ParamValue]]
+"""Parameter values replacing rules' defaults: rule id -> param name -> value."""
+
+
+def load_rules(
+    paths: Iterable[Path], default_scoring: bool = True, params: Overrides | None = None
+) -> RuleSet:
     """Load, validate and compile every pack in ``paths``; raise RulePackError on any problem.
 
     Scoring (tiers, health, lifecycle) comes from the one pack file that defines it, or from
     the built-in :data:`DEFAULT_SCORING` when none does (none with ``default_scoring=False``).
+    ``params`` replaces declared parameter defaults (rule id -> name -> value); a rule or
+    parameter it names that does not exist, or a value of another type, is a problem too.
     """
     problems: list[Problem] = []
+    overrides = {rule_id: dict(values) for rule_id, values in (params or {}).items()}
     compiled: list[CompiledRule] = []
     seen: dict[str, str] = {}
     lines: dict[str, tuple[str, int]] = {}
@@ -210,10 +220,14 @@ def load_rules(paths: Iterable[Path], default_scoring: bool = True) -> RuleSet:
                 )
                 continue
             seen[rule.id] = where
+            if rule.id in overrides:
+                rule = _override(rule, overrides.pop(rule.id), str(file), line, problems)
             result = _compile(rule, str(file), rule_lines, problems)
             if result is not None:
                 compiled.append(result)
                 lines[rule.id] = (str(file), rule_lines.get("inhibits", line))
+    for rule_id in sorted(overrides):
+        problems.append(Problem("--param", 0, rule_id, "no such rule to set parameters of"))
     _check_inhibits([c.rule for c in compiled], lines, problems)
     if not scorings and not problems and default_scoring:
         _, scoring = _read_pack(DEFAULT_SCORING, problems)
@@ -237,7 +251,9 @@ def load_rules(paths: Iterable[Path], default_scoring: bool = True) -> RuleSet:
         raise RulePackError(sorted(problems, key=lambda p: (p.file, p.line)))
     digest = hashlib.blake2b(CATALOGUE_VERSION.encode(), digest_size=8)
     for done in compiled:
-        digest.update(done.rule.model_dump_json().encode())
+        # rules without params hash as before params existed (stored deadlines stay valid)
+        exclude = None if done.rule.params else {"params"}
+        digest.update(done.rule.model_dump_json(exclude=exclude).encode())
     if compiled_scoring is not None:
         digest.update(compiled_scoring.spec.model_dump_json().encode())
     return RuleSet(tuple(compiled), digest.digest(), compiled_scoring)
@@ -574,18 +590,115 @@ def _check_weights(
         problems.append(Problem(file, line, None, f"{where}: weights sum to {total}, not 100"))
 
 
+_PARAM_REF = re.compile(r"\bparams\.([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def param_literal(value: ParamValue) -> str:
+    """The CEL literal of a parameter value (``3.0`` stays ``3.0``, strings are quoted)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)
+
+
+def substitute_params(source: str, params: Mapping[str, ParamValue]) -> tuple[str, list[str]]:
+    """``source`` with every ``params.NAME`` replaced by its value's CEL literal, and the
+    names referred to that ``params`` lacks."""
+    unknown: list[str] = []
+
+    def literal(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in params:
+            unknown.append(name)
+            return match.group(0)
+        return param_literal(params[name])
+
+    return _PARAM_REF.sub(literal, source), unknown
+
+
+def param_refs(rule: Rule) -> set[str]:
+    """The parameter names a rule's CEL conditions refer to."""
+    sources = (rule.when, rule.resolve_when, rule.applies_to)
+    return {m.group(1) for s in sources if s for m in _PARAM_REF.finditer(s)}
+
+
+def _override(
+    rule: Rule, values: dict[str, ParamValue], file: str, line: int, problems: list[Problem]
+) -> Rule:
+    """The rule with its parameter defaults replaced by ``values`` (problems when they do not
+    fit: an undeclared name, or a value of another type than the default)."""
+    merged = dict(rule.params)
+    for name, value in values.items():
+        if name not in rule.params:
+            declared = ", ".join(sorted(rule.params)) or "none"
+            problems.append(
+                Problem(file, line, rule.id, f"no parameter {name!r} (declared: {declared})")
+            )
+            continue
+        default = rule.params[name]
+        if isinstance(default, bool) or isinstance(value, bool):
+            ok = isinstance(default, bool) and isinstance(value, bool)
+        elif isinstance(default, int | float):
+            ok = isinstance(value, int | float)
+            if ok and isinstance(default, float):
+                value = float(value)
+            elif ok and isinstance(default, int) and float(value).is_integer():
+                value = int(value)
+            elif ok:
+                ok = False
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    rule.id,
+                    f"parameter {name}: {value!r} is not of the default's type "
+                    f"({type(default).__name__})",
+                )
+            )
+            continue
+        merged[name] = value
+    return rule.model_copy(update={"params": merged})
+
+
 def _compile(
     rule: Rule, file: str, key_lines: dict[str, int], problems: list[Problem]
 ) -> CompiledRule | None:
     programs: dict[str, cel.Program | None] = {}
     inputs: set[str] = set()
     start = len(problems)
+    unused = set(rule.params) - param_refs(rule)
+    if unused:
+        problems.append(
+            Problem(
+                file,
+                key_lines.get("params", 0),
+                rule.id,
+                f"params: {', '.join(sorted(unused))} declared but not used in when, "
+                "resolve_when or applies_to",
+            )
+        )
     for key in ("when", "resolve_when", "applies_to"):
         source = getattr(rule, key)
         if source is None:
             programs[key] = None
             continue
         line = key_lines.get(key, 0)
+        source, missing = substitute_params(source, rule.params)
+        if missing:
+            problems.append(
+                Problem(
+                    file,
+                    line,
+                    rule.id,
+                    f"{key}: unknown parameter(s) {', '.join(sorted(set(missing)))} "
+                    "(declare them under params:)",
+                )
+            )
+            continue
         try:
             program = cel.compile(source)
         except ValueError as exc:

@@ -29,6 +29,8 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 Severity = Literal["info", "low", "medium", "high", "critical"]
 Priority = Literal["low", "medium", "high", "urgent"]
 RULE_ID = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
+PARAM_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+ParamValue = bool | int | float | str
 
 
 class TaskSpec(BaseModel):
@@ -83,6 +85,11 @@ class Rule(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     summary: str
     task: TaskSpec | None = None
+    params: dict[Annotated[str, Field(pattern=PARAM_NAME)], ParamValue] = Field(
+        default_factory=dict,
+        description="named defaults the CEL refers to as params.NAME (replaced by the value "
+        "before compiling); `backtest --sweep RULE.NAME=…` varies them",
+    )
 
 
 class RulePack(BaseModel):

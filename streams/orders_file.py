@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
@@ -37,6 +37,10 @@ class CsvColumns:
     default_currency: str = "USD"
     date_format: str | None = None  # strptime format; default: ISO 8601 date or date-time
     delimiter: str = ","
+
+
+OnError = Callable[[OrdersFileError], None] | None
+"""Called with a bad row's error to skip the row; None: the error is raised (stops the read)."""
 
 
 class _Ids:
@@ -88,32 +92,68 @@ def _order(
 
 
 def read_cdnow(
-    path: Path, *, until: date | None = None, prefix: str = "", currency: str = "USD"
+    path: Path,
+    *,
+    until: date | None = None,
+    prefix: str = "",
+    currency: str = "USD",
+    on_error: OnError = None,
 ) -> Iterator[OrderEvent]:
     """Orders of a CDNOW_master.txt-style file (``customer_id date number_of_cds value``).
 
     Dates are ``YYYYMMDD``; rows after ``until`` are skipped; customer ids get ``prefix``.
+    A bad row raises OrdersFileError, or is passed to ``on_error`` and skipped.
     """
+    for item in _cdnow_rows(path, until, prefix, currency):
+        if isinstance(item, OrdersFileError):
+            if on_error is None:
+                raise item
+            on_error(item)
+        else:
+            yield item
+
+
+def _cdnow_rows(
+    path: Path, until: date | None, prefix: str, currency: str
+) -> Iterator[OrderEvent | OrdersFileError]:
     ids = _Ids()
     with path.open(encoding="utf-8") as lines:
         for line_no, raw in enumerate(lines, start=1):
-            parts = raw.split()
-            if not parts or (line_no == 1 and parts[0] == "customer_id"):
-                continue
-            if len(parts) != 4:
-                raise OrdersFileError(
-                    f"{path}:{line_no}: expected 4 columns (customer_id date number_of_cds "
-                    f"dollar_value), got {len(parts)}"
-                )
-            customer, day, _, amount = parts
             try:
-                when = _parse_day(day, "%Y%m%d")
-            except ValueError:
-                raise OrdersFileError(f"{path}:{line_no}: date {day!r} is not YYYYMMDD") from None
-            if until is not None and when.date() > until:
+                item = _cdnow_row(path, line_no, raw, ids, until, prefix, currency)
+            except OrdersFileError as exc:
+                yield exc
                 continue
-            ident = ids(customer, day, amount)
-            yield _order(path, line_no, ident, prefix + customer, when, amount, currency, None)
+            if item is not None:
+                yield item
+
+
+def _cdnow_row(
+    path: Path,
+    line_no: int,
+    raw: str,
+    ids: _Ids,
+    until: date | None,
+    prefix: str,
+    currency: str,
+) -> OrderEvent | None:
+    parts = raw.split()
+    if not parts or (line_no == 1 and parts[0] == "customer_id"):
+        return None
+    if len(parts) != 4:
+        raise OrdersFileError(
+            f"{path}:{line_no}: expected 4 columns (customer_id date number_of_cds "
+            f"dollar_value), got {len(parts)}"
+        )
+    customer, day, _, amount = parts
+    try:
+        when = _parse_day(day, "%Y%m%d")
+    except ValueError:
+        raise OrdersFileError(f"{path}:{line_no}: date {day!r} is not YYYYMMDD") from None
+    if until is not None and when.date() > until:
+        return None
+    ident = ids(customer, day, amount)
+    return _order(path, line_no, ident, prefix + customer, when, amount, currency, None)
 
 
 def read_csv(path: Path, columns: CsvColumns, *, until: date | None = None) -> Iterator[OrderEvent]:
