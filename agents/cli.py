@@ -24,7 +24,9 @@ alerts (cs.alerts) and tasks (cs.tasks). Configure with CHURNGUARD_* environment
 `churnguard demo`. Check rule packs and scoring with `churnguard rules check`, list the
 features rules can use with `churnguard rules list`, run rule unit tests with
 `churnguard rules test FILE`. Fit the CLV model with `churnguard fit --orders FILE --until
-DATE`; publish an order history with `churnguard import cdnow|csv FILE`. Serve the HTTP API
+DATE`; publish an order history with `churnguard import cdnow|csv FILE`. Measure rules on
+history with `churnguard backtest --events FILE …` (no broker), publish history to the input
+topics with `churnguard replay FILE…`. Serve the HTTP API
 and the customer-success dashboard over the Redis read model with `churnguard serve`.
 """
 
@@ -122,6 +124,16 @@ def main() -> None:
         from agents.redis_cli import redis_group
 
         redis_group.main(args=sys.argv[2:], prog_name="churnguard redis")
+        return
+    if sys.argv[1:2] == ["backtest"]:  # the pure engine in-process: no Faust app, no broker
+        from agents.backtest_cli import backtest
+
+        backtest.main(args=sys.argv[2:], prog_name="churnguard backtest")
+        return
+    if sys.argv[1:2] == ["replay"]:  # history to the input topics: a producer, no Faust app
+        from agents.replay_cli import replay
+
+        replay.main(args=sys.argv[2:], prog_name="churnguard replay")
         return
     if sys.argv[1:2] in (["fit"], ["import"]):  # offline: no Faust app
         from agents.offline_cli import fit, import_orders

@@ -1,0 +1,411 @@
+"""``churnguard backtest``: history through the engine in-process, scored against churn labels.
+
+No broker and no Faust app: the events are read (streams/history.py), run through the same
+engine a worker runs in event time (rules/backtest.py), and each rule's precision, recall,
+lead time and alert load computed (rules/backtest_metrics.py). Writes ``report.json``
+(deterministic apart from ``generated_at``), ``report.html`` and the charts as SVG.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from agents.backtest_report import markdown_table, write_report_files
+from agents.progress import Progress
+from rules.backtest import HEALTH_RULE, Run, run_backtest
+from rules.backtest_metrics import Window, all_rule_metrics, population, roc
+from rules.calendar import BusinessCalendar
+from rules.engine import Engine, EngineConfig
+from rules.loader import Overrides, RulePackError, RuleSet, load_rules
+from rules.model import parse_duration
+from schemas import InputEvent
+from streams.clv import load_model
+from streams.features import FEATURES
+from streams.history import (
+    HistoryError,
+    Problems,
+    derive_no_order_labels,
+    read_all,
+    read_labels,
+)
+from streams.settings import Settings
+
+DAY = 86400.0
+_SWEEP = re.compile(
+    r"^\s*(?P<rule>[a-z0-9][a-z0-9_.-]*)\.(?P<param>[A-Za-z_]\w*)\s*=\s*"
+    r"(?P<start>-?[\d.]+)\s*\.\.\s*(?P<stop>-?[\d.]+)(?:\s+step\s+(?P<step>[\d.]+))?\s*$"
+)
+_DERIVE = re.compile(r"^no-order:(?P<span>\d+(?:\.\d+)?[smhdw]|\d{4}-\d\d-\d\d)$")
+
+
+class UsageError(click.UsageError):
+    """A bad option value, said plainly."""
+
+
+def parse_sweep(text: str) -> tuple[str, str, list[float]]:
+    """``RULE.PARAM=A..B step S`` → rule id, parameter and the values A, A+S, … ≤ B."""
+    match = _SWEEP.match(text)
+    if not match:
+        raise UsageError(
+            f"--sweep {text!r}: use RULE.PARAM=START..STOP step STEP (e.g. "
+            "'order-rhythm-broken.min_days=14..60 step 7')"
+        )
+    start, stop = float(match["start"]), float(match["stop"])
+    step = float(match["step"] or 1)
+    if step <= 0 or stop < start:
+        raise UsageError(f"--sweep {text!r}: needs START <= STOP and a positive step")
+    count = int((stop - start) / step + 1e-9) + 1
+    if count > 50:
+        raise UsageError(f"--sweep {text!r}: {count} values; at most 50")
+    values = [round(start + i * step, 10) for i in range(count)]
+    return match["rule"], match["param"], values
+
+
+def parse_day(text: str, option: str) -> float:
+    """Midnight UTC of a ``YYYY-MM-DD`` date, as epoch seconds."""
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: use a date YYYY-MM-DD") from None
+    return day.timestamp()
+
+
+def derive_horizon(text: str, end: float) -> float:
+    """The end (exclusive) of the label horizon of ``no-order:SPAN|DATE`` after ``end``."""
+    match = _DERIVE.match(text)
+    if not match:
+        raise UsageError(
+            f"--derive-labels {text!r}: use no-order:DAYSd (e.g. no-order:273d) or "
+            "no-order:YYYY-MM-DD (the last day of the horizon)"
+        )
+    span = match["span"]
+    if "-" in span:
+        return parse_day(span, "--derive-labels") + DAY
+    return end + parse_duration(span)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+def make_engine(
+    settings: Settings, packs: list[Path], params: Overrides | None, scoring: bool
+) -> Engine:
+    """The engine as a worker configures it, with these packs and parameter overrides."""
+    rules = load_rules(packs, default_scoring=scoring, params=params)
+    if not scoring:
+        rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
+    config = EngineConfig(
+        state=settings.state_config,
+        fallback_assignee=settings.task_fallback_assignee,
+        fallback_team=tuple(settings.task_fallback_team),
+        calendar=BusinessCalendar(
+            settings.business_timezone,
+            *settings.business_hours_range,
+            frozenset(settings.business_days),
+        ),
+        clv_model=load_model(settings.clv_model) if settings.clv_model else None,
+        snapshot_interval=settings.snapshot_interval_s,
+        snapshot_health_delta=settings.snapshot_health_delta,
+    )
+    return Engine(rules, config, wall_clock=lambda: 0.0)
+
+
+def build_report(
+    *,
+    files: list[str],
+    events: list[InputEvent],
+    bad_lines: int,
+    run: Run,
+    engine: Engine,
+    window: Window,
+    churned_at: dict[str, float],
+    label_source: str,
+    step: float,
+    health_below: int | None,
+) -> dict[str, Any]:
+    """The report's content (everything but ``generated_at``), deterministic."""
+    people = population(run.first_seen, churned_at, window)
+    churned = sum(1 for c in people if c in churned_at)
+    rule_ids = [r.id for r in engine.rules.rules]
+    if engine.scorer is not None and health_below is not None:
+        rule_ids.append(HEALTH_RULE)
+    metrics = all_rule_metrics(rule_ids, run.episodes, people, churned_at, window)
+    report: dict[str, Any] = {
+        "input": {
+            "files": files,
+            "events": len(events),
+            "events_in_window": run.applied + run.duplicates,
+            "duplicates": run.duplicates,
+            "bad_lines": bad_lines,
+            "customers": len(run.first_seen),
+        },
+        "window": {
+            "from": _iso(window.start),
+            "to": _iso(window.end),
+            "months": round(window.months, 4),
+        },
+        "labels": {
+            "source": label_source,
+            "population": len(people),
+            "churned": churned,
+            "churn_rate": round(churned / len(people), 6) if people else None,
+        },
+        "rules": {
+            "fingerprint": engine.rules.fingerprint.hex(),
+            "params": {r.id: r.rule.params for r in engine.rules.rules if r.rule.params},
+        },
+        "engine": {
+            "eval_every_s": step,
+            "evaluations": run.evaluations,
+            "errors": run.errors,
+            "sweeps": run.sweeps,
+        },
+        "metrics": metrics,
+    }
+    if engine.scorer is not None:
+        risk = {c: 100.0 - h for c, h in run.health.items()}
+        report["health"] = {"below": health_below, "roc": roc(risk, people, churned_at)}
+    return report
+
+
+def dump(report: dict[str, Any]) -> bytes:
+    """The report as indented JSON bytes, ``generated_at`` first."""
+    stamped = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), **report}
+    return orjson.dumps(stamped, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+@click.command(name="backtest", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--events",
+    "event_files",
+    multiple=True,
+    required=True,
+    metavar="[FORMAT:]FILE",
+    help="History to replay (repeat for several files): JSON lines (.jsonl, the wire format, "
+    "kind by a kind/topic field or by the fields), CSV (.csv, with a column mapping) or "
+    "CDNOW orders (.txt). Prefix jsonl:, csv: or cdnow: to say the format.",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Column mapping (YAML) for the CSV files; default FILE.mapping.yaml beside each.",
+)
+@click.option(
+    "--labels",
+    "labels_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Churn labels: a CSV with customer_id,churned_at (empty or absent: did not churn).",
+)
+@click.option(
+    "--derive-labels",
+    metavar="no-order:SPAN|DATE",
+    help="Derive labels from the events after --to instead: churned = no order in the SPAN "
+    "(e.g. 273d) after --to, or up to DATE inclusive; churn time = --to.",
+)
+@click.option(
+    "--rules",
+    "packs",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Rule packs (files or directories; repeat). Default: CHURNGUARD_RULE_PACKS.",
+)
+@click.option("--from", "from_", metavar="DATE", help="Window start (default: first event's day).")
+@click.option(
+    "--to",
+    "to",
+    metavar="DATE",
+    help="Window end, inclusive (default: the last event's day). Later events are not run "
+    "(they only serve --derive-labels).",
+)
+@click.option(
+    "--eval-every",
+    default="1d",
+    show_default=True,
+    help="Sweep interval in event time (deadlines themselves are exact; this sets how often "
+    "due customers are swept and RFM cut points refreshed).",
+)
+@click.option(
+    "--health-below",
+    type=click.IntRange(0, 100),
+    default=50,
+    show_default=True,
+    help="A health score under this counts as a health-score alert.",
+)
+@click.option(
+    "--sweep",
+    "sweep_spec",
+    metavar="'RULE.PARAM=A..B step S'",
+    help="Also run once per value of one rule parameter (declared under params:) and chart "
+    "its precision / recall / lead time / alert load.",
+)
+@click.option("--strict", is_flag=True, help="Stop at the first bad line instead of skipping it.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("backtest-report"),
+    show_default=True,
+    help="Directory for report.json, report.html and the charts.",
+)
+def backtest(
+    event_files: tuple[str, ...],
+    mapping: Path | None,
+    labels_path: Path | None,
+    derive_labels: str | None,
+    packs: tuple[Path, ...],
+    from_: str | None,
+    to: str | None,
+    eval_every: str,
+    health_below: int,
+    sweep_spec: str | None,
+    strict: bool,
+    out: Path,
+) -> None:
+    """Replay history through the rules in-process and measure each rule against churn.
+
+    Runs the engine a worker runs, in event time, without a broker: every rule and the
+    health score get alerts, customers alerted, precision, recall, F1, median and p90 lead
+    time (days from the first alert to churn) and alert load (alerts per 1,000 customers per
+    month); the health score also a ROC curve and AUC. Writes OUT/report.json,
+    OUT/report.html and the charts. Labels come from --labels or --derive-labels (exactly
+    one). Example (CDNOW):
+
+      churnguard backtest --events cdnow:CDNOW_master.txt --to 1997-09-30
+      --derive-labels no-order:1998-06-30 --out report/
+    """
+    if (labels_path is None) == (derive_labels is None):
+        raise UsageError("give exactly one of --labels FILE or --derive-labels no-order:SPAN")
+    if derive_labels is not None and to is None:
+        raise UsageError("--derive-labels needs --to (the calibration end)")
+    try:
+        step = parse_duration(eval_every)
+    except ValueError as exc:
+        raise UsageError(f"--eval-every: {exc}") from None
+    if step <= 0:
+        raise UsageError("--eval-every must be positive")
+    sweep = parse_sweep(sweep_spec) if sweep_spec else None
+    settings = Settings()
+    problems = Problems(strict=strict)
+    started = datetime.now(UTC)
+    click.echo("reading history …", err=True)
+    try:
+        events = read_all(list(event_files), problems, mapping)
+        churned_at = read_labels(labels_path, problems) if labels_path else {}
+    except HistoryError as exc:
+        click.echo(f"churnguard: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"churnguard: cannot read: {exc}", err=True)
+        sys.exit(2)
+    for bad in problems.lines[:20]:
+        click.echo(f"skipped {bad}", err=True)
+    if len(problems.lines) > 20:
+        click.echo(f"… and {len(problems.lines) - 20} more bad line(s)", err=True)
+    if not events:
+        click.echo("churnguard: no events in the history", err=True)
+        sys.exit(2)
+    first_day = (events[0].occurred_at.timestamp() // DAY) * DAY
+    last_day = (events[-1].occurred_at.timestamp() // DAY) * DAY
+    start = parse_day(from_, "--from") if from_ else first_day
+    end = parse_day(to, "--to") + DAY if to else last_day + DAY
+    if end <= start:
+        raise UsageError("--to must not be before --from")
+    label_source = str(labels_path)
+    if derive_labels is not None:
+        churned_at = derive_no_order_labels(events, end, derive_horizon(derive_labels, end))
+        label_source = f"derived: {derive_labels} after {_iso(end)}"
+    window = Window(start, end)
+    targets = list(packs) or settings.rule_packs
+    try:
+        engine = make_engine(settings, targets, None, settings.scoring_enabled)
+    except RulePackError as exc:
+        click.echo(f"churnguard: invalid rule pack:\n{exc}", err=True)
+        sys.exit(2)
+    in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
+    bar = Progress(in_run)
+    run = run_backtest(
+        engine, events, until=end, step=step, health_below=health_below, on_progress=bar.update
+    )
+    elapsed = bar.finish(in_run)
+    report = build_report(
+        files=list(event_files),
+        events=events,
+        bad_lines=len(problems.lines),
+        run=run,
+        engine=engine,
+        window=window,
+        churned_at=churned_at,
+        label_source=label_source,
+        step=step,
+        health_below=health_below,
+    )
+    if sweep is not None:
+        report["sweep"] = _sweep(
+            settings, targets, sweep, events, end, step, window, churned_at, run
+        )
+    written = write_report_files(out, report, dump(report))
+    took = (datetime.now(UTC) - started) / timedelta(seconds=1)
+    click.echo(
+        f"{in_run:,} events in {elapsed:.1f} s ({in_run / max(elapsed, 1e-9):,.0f} events/s); "
+        f"total {took:.1f} s",
+        err=True,
+    )
+    _print_table(report)
+    for path in written:
+        click.echo(str(path))
+
+
+def _sweep(
+    settings: Settings,
+    packs: list[Path],
+    sweep: tuple[str, str, list[float]],
+    events: list[InputEvent],
+    end: float,
+    step: float,
+    window: Window,
+    churned_at: dict[str, float],
+    base: Run,
+) -> dict[str, Any]:
+    rule_id, param, values = sweep
+    rows = []
+    people = population(base.first_seen, churned_at, window)
+    for i, value in enumerate(values):
+        overrides = {rule_id: {param: value}}
+        try:
+            probe = load_rules(packs, params=overrides)
+        except RulePackError as exc:
+            click.echo(f"churnguard: --sweep: {exc}", err=True)
+            sys.exit(2)
+        rule = next(r for r in probe.rules if r.id == rule_id)
+        needs_scores = any("scores" in FEATURES[n].depends_on for n in rule.inputs)
+        engine = make_engine(settings, packs, overrides, needs_scores and settings.scoring_enabled)
+        click.echo(f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {value:g}", err=True)
+        in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
+        bar = Progress(in_run)
+        run = run_backtest(
+            engine, events, until=end, step=step, health_below=None, on_progress=bar.update
+        )
+        bar.finish(in_run)
+        metrics = all_rule_metrics([rule_id], run.episodes, people, churned_at, window)[rule_id]
+        shown = int(value) if float(value).is_integer() else value
+        rows.append({"value": shown, **metrics})
+    return {"rule": rule_id, "param": param, "rows": rows}
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    click.echo(markdown_table(report["metrics"]))
+    auc = (report.get("health") or {}).get("roc", {}).get("auc")
+    if auc is not None:
+        click.echo(f"health score ROC AUC: {auc:.3f}")
+    if report.get("sweep"):
+        sweep = report["sweep"]
+        click.echo(
+            markdown_table({str(r["value"]): r for r in sweep["rows"]}, first=sweep["param"])
+        )
