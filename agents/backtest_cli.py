@@ -274,11 +274,14 @@ def backtest(
     health score get alerts, customers alerted, precision, recall, F1, median and p90 lead
     time (days from the first alert to churn) and alert load (alerts per 1,000 customers per
     month); the health score also a ROC curve and AUC. Writes OUT/report.json,
-    OUT/report.html and the charts. Labels come from --labels or --derive-labels (exactly
-    one). Example (CDNOW):
+    OUT/report.html, the charts (SVG) and OUT/alerts.jsonl (every alert that would have
+    fired, with the alert_id and fired_at a worker gives it). Labels come from --labels or
+    --derive-labels (exactly one).
 
+    \b
+    Example (CDNOW, calibration to 1997-09-30, churned = no order up to 1998-06-30):
       churnguard backtest --events cdnow:CDNOW_master.txt --to 1997-09-30
-      --derive-labels no-order:1998-06-30 --out report/
+        --derive-labels no-order:1998-06-30 --out report/
     """
     if (labels_path is None) == (derive_labels is None):
         raise UsageError("give exactly one of --labels FILE or --derive-labels no-order:SPAN")
@@ -351,6 +354,7 @@ def backtest(
             settings, targets, sweep, events, end, step, window, churned_at, run
         )
     written = write_report_files(out, report, dump(report))
+    written.append(write_alerts(out / "alerts.jsonl", run))
     took = (datetime.now(UTC) - started) / timedelta(seconds=1)
     click.echo(
         f"{in_run:,} events in {elapsed:.1f} s ({in_run / max(elapsed, 1e-9):,.0f} events/s); "
@@ -360,6 +364,25 @@ def backtest(
     _print_table(report)
     for path in written:
         click.echo(str(path))
+
+
+def write_alerts(path: Path, run: Run) -> Path:
+    """Every episode of the run, one JSON object per line, in firing order (deterministic)."""
+    with path.open("wb") as out:
+        for ep in run.episodes:
+            out.write(
+                orjson.dumps(
+                    {
+                        "alert_id": ep.alert_id,
+                        "rule_id": ep.rule_id,
+                        "customer_id": ep.customer_id,
+                        "fired_at": _iso(ep.fired_at),
+                        "resolved_at": None if ep.resolved_at is None else _iso(ep.resolved_at),
+                    }
+                )
+                + b"\n"
+            )
+    return path
 
 
 def _sweep(
