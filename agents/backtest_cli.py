@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -332,11 +333,11 @@ def backtest(
         click.echo(f"churnguard: invalid rule pack:\n{exc}", err=True)
         sys.exit(2)
     in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
-    bar = Progress(in_run)
+    bar, progress = _progress(first_day, end)
     run = run_backtest(
-        engine, events, until=end, step=step, health_below=health_below, on_progress=bar.update
+        engine, events, until=end, step=step, health_below=health_below, on_progress=progress
     )
-    elapsed = bar.finish(in_run)
+    elapsed = bar.finish()
     report = build_report(
         files=list(event_files),
         events=events,
@@ -364,6 +365,16 @@ def backtest(
     _print_table(report)
     for path in written:
         click.echo(str(path))
+
+
+def _progress(first_day: float, end: float) -> tuple[Progress, Callable[[int, float], None]]:
+    """A progress bar over the days of event time, noting the events applied."""
+    bar = Progress(int((end - first_day) // DAY), what="days of event time")
+
+    def update(done: int, at: float) -> None:
+        bar.update(int((at - first_day) // DAY), f"{done:,} events")
+
+    return bar, update
 
 
 def write_alerts(path: Path, run: Run) -> Path:
@@ -410,12 +421,12 @@ def _sweep(
         needs_scores = any("scores" in FEATURES[n].depends_on for n in rule.inputs)
         engine = make_engine(settings, packs, overrides, needs_scores and settings.scoring_enabled)
         click.echo(f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {value:g}", err=True)
-        in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
-        bar = Progress(in_run)
+        first_day = (events[0].occurred_at.timestamp() // DAY) * DAY
+        bar, progress = _progress(first_day, end)
         run = run_backtest(
-            engine, events, until=end, step=step, health_below=None, on_progress=bar.update
+            engine, events, until=end, step=step, health_below=None, on_progress=progress
         )
-        bar.finish(in_run)
+        bar.finish()
         metrics = all_rule_metrics([rule_id], run.episodes, people, churned_at, window)[rule_id]
         shown = int(value) if float(value).is_integer() else value
         rows.append({"value": shown, **metrics})

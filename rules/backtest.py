@@ -114,14 +114,15 @@ def run_backtest(
     step: float = 86400.0,
     health_below: int | None = 50,
     cuts_every: float = 7 * 86400.0,
-    on_progress: Callable[[int], None] | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
 ) -> Run:
     """Apply ``events`` (sorted by time; those at or after ``until`` are ignored) and sweep.
 
     Sweeps run every ``step`` of event time from the first event's day, and a last one at
     ``until``. ``health_below``: a health score under it opens a ``health-score`` episode
     (None: scores are not tracked). RFM cut points are refreshed every ``cuts_every``.
-    ``on_progress`` is called with the number of events handled so far, now and then.
+    ``on_progress`` is called now and then with the number of events applied so far and
+    the event time reached.
     """
     run = Run()
     tracker = _Tracker(run, health_below if engine.scorer is not None else None)
@@ -139,7 +140,7 @@ def run_backtest(
     def sweep(now: float) -> None:
         nonlocal next_cuts
         if on_progress is not None:
-            on_progress(done)
+            on_progress(done, now)
         for cid in dirty:
             index.set(cid, engine.next_deadline(states[cid]))
         dirty.clear()
@@ -174,13 +175,13 @@ def run_backtest(
         tracker.note(state, result)
         dirty.add(cid)
         if on_progress is not None and done % 1000 == 0:
-            on_progress(done)
+            on_progress(done, ts)
     while next_sweep < until:
         sweep(next_sweep)
         next_sweep += step
     sweep(until)
     if on_progress is not None:
-        on_progress(done)
+        on_progress(done, until)
     for cid, state in states.items():
         health = state.scores.get("health")
         if isinstance(health, int):
