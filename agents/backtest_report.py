@@ -98,6 +98,7 @@ COLUMNS = (
     ("alerts", "alerts"),
     ("customers_alerted", "customers alerted"),
     ("precision", "precision"),
+    ("lift", "lift"),
     ("recall", "recall"),
     ("f1", "F1"),
     ("lead_time_days_median", "lead time median (d)"),

@@ -103,11 +103,14 @@ def rule_metrics(
         else None
     )
     load = alerts / (len(people) / 1000.0) / window.months if people and window.months > 0 else None
+    base = len(churned) / len(people) if people else None
+    lift = precision / base if precision is not None and base else None
     return {
         "alerts": alerts,
         "customers_alerted": len(first),
         "hits": hits,
         "precision": _round(precision),
+        "lift": _round(lift, 3),
         "recall": _round(recall),
         "f1": _round(f1),
         "lead_time_days_median": _round(quantile(leads, 0.5), 2),

@@ -35,6 +35,7 @@ def test_precision_recall_lead_time_and_load() -> None:
     assert m["customers_alerted"] == 4
     assert m["hits"] == 2
     assert m["precision"] == 0.5
+    assert m["lift"] == pytest.approx(0.5 / (3 / 5), abs=1e-3)
     assert m["recall"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3), abs=1e-4)
     assert m["lead_time_days_median"] == 35.0
