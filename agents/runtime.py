@@ -25,6 +25,7 @@ from faust.types import AppT
 from agents.metrics import Metrics
 from agents.producer import OutRecord, Sent, send_batches
 from agents.rfm_population import RfmPopulation, merged_cut_points
+from agents.state_cache import StateCache
 from agents.store import StateStore
 from rules.batch import Timed, apply_batch, group_by_customer
 from rules.engine import TIER_CHANGED, Engine, Output, Result
@@ -125,6 +126,7 @@ class Pipeline:
         self.clock = clock
         self.metrics = metrics
         self.buffers: dict[int, PartitionBuffer] = {}
+        self.cache = StateCache()
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
         self.rfm = RfmPopulation()
@@ -273,9 +275,19 @@ class Pipeline:
         return buf
 
     def _load_many(self, buf: PartitionBuffer, partition: int, customer_ids: list[str]) -> None:
-        """Bring the customers' states into the buffer: one store read for those missing."""
+        """Bring the customers' states into the buffer: from the cache of persisted states,
+        then one store read for those missing."""
         states = buf.states
-        missing = [cid for cid in customer_ids if cid not in states]
+        take = self.cache.take
+        missing: list[str] = []
+        for cid in customer_ids:
+            if cid in states:
+                continue
+            state = take(partition, cid)
+            if state is None:
+                missing.append(cid)
+            else:
+                states[cid] = state
         if not missing:
             return
         raws = self.store.get_many(partition, [cid.encode() for cid in missing])
@@ -338,6 +350,7 @@ class Pipeline:
             items.append((customer_id.encode(), encode_stored(state, deadline, fingerprint)))
         self.metrics.engine_seconds.inc(engine_s)
         self.store.write(partition, items)
+        self.cache.put(partition, buf.states)  # every state of the buffer is persisted now
         changelog_topic = self.store.changelog_topic
         changelog = await self._send(
             [OutRecord(changelog_topic, key, value, None, partition) for key, value in items]
@@ -381,6 +394,7 @@ class Pipeline:
         """Forget unflushed work of revoked partitions; their next owner replays it."""
         for partition in partitions:
             dropped = self.buffers.pop(partition, None)
+            self.cache.forget(partition)
             self.indexes.pop(partition, None)
             self.rfm.forget(partition)
             self.watermarks.forget(partition)
