@@ -32,6 +32,7 @@ from streams.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 65536
+"""The longest request line answered by the API (JSON errors); aiohttp's default is 8190."""
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
 
 
@@ -141,8 +142,9 @@ async def run_serve(settings: Settings, rules: dict[str, Any], with_sink: bool =
         return {"redis": await queries.ping(), "sink": None if sink is None else sink.ready}
 
     app = build_web_app(queries, rules, registry, readiness)
-    # aiohttp answers a longer request line with a plain-text 400 before any handler runs
-    runner = web.AppRunner(app, access_log=None, handler_args={"max_line_size": MAX_LINE_BYTES})
+    # aiohttp answers a longer request line with a plain-text 400 before any handler runs;
+    # the request handler's own arguments (an AppRunner's handler_args are dropped silently)
+    runner = web.AppRunner(app, access_log=None, max_line_size=MAX_LINE_BYTES)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -164,6 +164,7 @@ def test_unknown_customer_is_404_with_json_error(served: str, customer_id: str) 
         ("/at-risk?cursor=-5", "cursor"),
         ("/at-risk?cursor=99999999999", "cursor"),
         ("/at-risk?tier=" + "t" * 201, "tier"),
+        ("/at-risk?rule=" + "%C2%92" * 3000, "rule"),  # an 18 KB request line: still JSON
         ("/alerts?status=open", "status"),
         ("/alerts?limit=1000", "limit"),
         ("/alerts?customer=" + "c" * 201, "customer"),
