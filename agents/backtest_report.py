@@ -55,7 +55,7 @@ def rules_chart(report: dict[str, Any]) -> str | None:
         ax.axvline(base, color="#555", ls=":", lw=1, label=f"churn rate {base:.2f}")
     ax.set_yticks(list(ys), [r for r, _ in rows])
     ax.set_xlim(0, 1)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     ax.set_title("per rule: precision and recall")
     return _svg(fig)
 
