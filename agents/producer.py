@@ -59,16 +59,31 @@ async def send_batches(producer: Any, records: Sequence[OutRecord]) -> list[Sent
         groups.setdefault((rec.topic, partition), []).append(rec)
     sent: list[Sent] = []
     for (topic, partition), group in groups.items():
+        sent += await send_to_partition(
+            producer, topic, partition, [(rec.key, rec.value, rec.headers) for rec in group]
+        )
+    return sent
+
+
+async def send_to_partition(
+    producer: Any,
+    topic: str,
+    partition: int,
+    records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
+) -> list[Sent]:
+    """Hand (key, value, headers) records to one topic partition in batches, in order."""
+    sent: list[Sent] = []
+    batch = producer.create_batch()
+    count = 0
+    for key, value, headers in records:
+        if batch.append(key=key, value=value, timestamp=None, headers=headers):
+            count += 1
+            continue
+        sent.append(await _send(producer, batch, topic, partition, count))
         batch = producer.create_batch()
-        count = 0
-        for rec in group:
-            if batch.append(key=rec.key, value=rec.value, timestamp=None, headers=rec.headers):
-                count += 1
-                continue
-            sent.append(await _send(producer, batch, topic, partition, count))
-            batch = producer.create_batch()
-            batch.append(key=rec.key, value=rec.value, timestamp=None, headers=rec.headers)
-            count = 1
+        batch.append(key=key, value=value, timestamp=None, headers=headers)
+        count = 1
+    if count:
         sent.append(await _send(producer, batch, topic, partition, count))
     return sent
 

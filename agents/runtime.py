@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import AppT
 
 from agents.metrics import Metrics
-from agents.producer import OutRecord, Sent, send_batches
+from agents.producer import OutRecord, Sent, send_batches, send_to_partition
 from agents.rfm_population import RfmPopulation, merged_cut_points
 from agents.state_cache import StateCache
 from agents.store import StateStore
@@ -62,7 +62,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: list[tuple[str, bytes]]
+    headers: Sequence[tuple[str, bytes]]
     kind: str | None
     event: InputEvent | None = None
     error: DecodeError | None = None
@@ -95,12 +95,15 @@ class Flushed:
     started: float
 
 
+_NO_HEADERS: tuple[tuple[str, bytes], ...] = ()
+
+
 def _header_items(headers: Any) -> list[tuple[str, bytes]]:
     items = headers.items() if isinstance(headers, dict) else (headers or ())
     return [(k, v if isinstance(v, bytes) else str(v).encode()) for k, v in items]
 
 
-def _header(headers: list[tuple[str, bytes]], name: str) -> bytes | None:
+def _header(headers: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
     return next((v for k, v in headers if k == name), None)
 
 
@@ -138,6 +141,10 @@ class Pipeline:
             else WatermarkClock(settings.allowed_lateness_s, settings.watermark_idle_s)
         )
         self.kind_of_topic = {t.get_topic_name(): k for k, t in topics.inputs.items()}
+        self._health_topic = topics.health.get_topic_name()
+        self._alerts_topic = topics.alerts.get_topic_name()
+        self._tasks_topic = topics.tasks.get_topic_name()
+        self._snapshot_counters: dict[str, Any] = {}
 
     # -- decoding (as records are read) -----------------------------------------------------
     def decode(
@@ -148,7 +155,7 @@ class Pipeline:
         A record that cannot be used carries its error and no event time (it is dead-lettered
         as soon as it heads its topic).
         """
-        items = _header_items(headers)
+        items = _header_items(headers) if headers else _NO_HEADERS
         kind = self.kind_of_topic.get(topic)
         if kind is None:  # the re-key topic says the kind in a header
             raw_kind = _header(items, KIND_HEADER)
@@ -182,40 +189,52 @@ class Pipeline:
         """Apply a partition's records, merged in event time, to its buffered states."""
         buf = self._buffer(partition)
         buf.records += len(records)
-        watermarks = self.watermarks
-        observe_clock = self.clock is not watermarks
-        settings_partitions = self.settings.partitions
-        timed: list[Timed] = []
+        outputs = buf.outputs
+        partitions = self.settings.partitions
+        accepted: list[Record] = []
         for rec in records:
             event = rec.event
             if event is None:
                 assert rec.error is not None
-                buf.outputs.append(self._dead_letter(rec, rec.error))
+                outputs.append(self._dead_letter(rec, rec.error))
                 continue
             cid = event.customer_id
-            target = partition_for(cid, settings_partitions)
+            target = partition_for(cid, partitions)
             if rec.partition != target or rec.key != cid.encode():
-                buf.outputs.append(self._rekey(rec, target))
+                outputs.append(self._rekey(rec, target))
                 continue
-            occurred = rec.occurred
-            watermark = watermarks.now(partition)
-            if watermark is not None and occurred < watermark:
-                self.metrics.late_events.labels(rec.topic).inc()
-            watermarks.observe(partition, occurred, rec.topic)
-            if observe_clock:
-                self.clock.observe(partition, occurred, rec.topic)
-            timed.append((event, watermark or 0.0, rec.topic))
-        if not timed:
+            accepted.append(rec)
+        if not accepted:
             return
+        marks = self.watermarks.observe_all(partition, [(r.occurred, r.topic) for r in accepted])
+        if self.clock is not self.watermarks:
+            observe = self.clock.observe
+            for rec in accepted:
+                observe(partition, rec.occurred, rec.topic)
+        late = self.metrics.late_events
+        timed: list[Timed] = []
+        for rec, mark in zip(accepted, marks, strict=True):
+            if mark is None:
+                mark = 0.0
+            elif rec.occurred < mark:
+                late.labels(rec.topic).inc()
+            timed.append((rec.event, mark, rec.topic))  # type: ignore[arg-type]
         groups = group_by_customer(timed)
         self._load_many(buf, partition, list(groups))
         started = time.perf_counter()
         batch = apply_batch(self.engine, buf.states, groups)
         self.metrics.engine_seconds.inc(time.perf_counter() - started)
+        dirty = buf.dirty
+        eval_seconds = self.metrics.rule_eval_seconds.observe
         for cid, results in batch.results.items():
-            state = buf.states[cid]
+            dirty.add(cid)
             for result in results:
-                self._record(buf, state, result)
+                outputs += result.outputs
+                outputs += result.snapshots
+                if result.evaluations:
+                    eval_seconds(result.eval_seconds)
+                if result.forgotten or result.errors:
+                    self._report(buf.states[cid], result)
         for topic, n in batch.applied.items():
             self.metrics.events.labels(topic, "applied").inc(n)
         for topic, n in batch.duplicates.items():
@@ -307,6 +326,10 @@ class Pipeline:
         buf.outputs.extend(result.snapshots)
         if result.evaluations:
             self.metrics.rule_eval_seconds.observe(result.eval_seconds)
+        self._report(state, result)
+
+    def _report(self, state: CustomerState, result: Result) -> None:
+        """Log and count the result's forgotten alerts and rule errors."""
         for rule_id, alert_id in result.forgotten:
             log.warning(
                 "rule_removed_from_pack customer_id=%s rule_id=%s alert_id=%s "
@@ -351,9 +374,15 @@ class Pipeline:
         self.metrics.engine_seconds.inc(engine_s)
         self.store.write(partition, items)
         self.cache.put(partition, buf.states)  # every state of the buffer is persisted now
-        changelog_topic = self.store.changelog_topic
-        changelog = await self._send(
-            [OutRecord(changelog_topic, key, value, None, partition) for key, value in items]
+        changelog = (
+            await send_to_partition(
+                await self._producer(),
+                self.store.changelog_topic,
+                partition,
+                [(key, value, None) for key, value in items],
+            )
+            if items
+            else []
         )
         deliveries = buf.deliveries + await self._send(
             [self._output_record(out) for out in buf.outputs]
@@ -490,24 +519,33 @@ class Pipeline:
         )
 
     # -- sinks ------------------------------------------------------------------------------
+    async def _producer(self) -> Any:
+        """The aiokafka producer under the app's (started on first use)."""
+        producer = await self.app.maybe_start_producer()
+        return producer._ensure_producer()
+
     async def _send(self, records: list[OutRecord]) -> list[Sent]:
         """Hand records to the app's producer in batches (one future per batch)."""
         if not records:
             return []
-        producer = await self.app.maybe_start_producer()
-        return await send_batches(producer._ensure_producer(), records)
+        return await send_batches(await self._producer(), records)
 
     def _output_record(self, out: Output | CustomerHealth | OutRecord) -> OutRecord:
         """The record of an output: its topic, key, JSON value and CloudEvents headers."""
         if isinstance(out, OutRecord):  # a dead letter or a re-keyed input, as it is
             return out
         if isinstance(out, CustomerHealth):
-            topic, ce_type = self.topics.health, f"churnguard.customer.{out.event}"
+            topic, ce_type = self._health_topic, f"churnguard.customer.{out.event}"
             ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
-            self.metrics.snapshots.labels(out.event).inc()
+            counter = self._snapshot_counters.get(out.event)
+            if counter is None:  # a child per label value, looked up once
+                counter = self._snapshot_counters[out.event] = self.metrics.snapshots.labels(
+                    out.event
+                )
+            counter.inc()
         elif isinstance(out, AlertEvent):
             topic, ce_type, ce_id = (
-                self.topics.alerts,
+                self._alerts_topic,
                 f"churnguard.alert.{out.status}",
                 out.alert_id,
             )
@@ -519,13 +557,13 @@ class Pipeline:
         else:
             assert isinstance(out, TaskEvent)
             status = "created" if out.status == "open" else out.status
-            topic, ce_type = self.topics.tasks, f"churnguard.task.{status}"
+            topic, ce_type = self._tasks_topic, f"churnguard.task.{status}"
             ce_id = f"{out.task_id}:{out.status}"
             self.metrics.tasks.labels(out.assignee_role, out.status).inc()
         headers = cloudevent_headers(
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
-        return OutRecord(topic.get_topic_name(), out.customer_id.encode(), encode(out), headers)
+        return OutRecord(topic, out.customer_id.encode(), encode(out), headers)
 
     def _rekey(self, rec: Record, partition: int) -> OutRecord:
         """The record for the re-key topic: keyed and partitioned by its customer."""

@@ -25,6 +25,8 @@ _BINARY_ATTRIBUTES = (
     ("ce_time", "occurred_at"),
 )
 _SPECVERSION = "1.0"
+_SPECVERSION_HEADER = ("ce_specversion", _SPECVERSION.encode())
+_CONTENT_TYPE_HEADER = ("content-type", b"application/json")
 
 
 class DecodeError(ValueError):
@@ -177,7 +179,7 @@ def cloudevent_headers(
 ) -> list[tuple[str, bytes]]:
     """Kafka headers carrying CloudEvents metadata for a JSON value (binary-mode compatible)."""
     headers = [
-        ("ce_specversion", _SPECVERSION.encode()),
+        _SPECVERSION_HEADER,
         ("ce_type", ce_type.encode()),
         ("ce_source", ce_source.encode()),
         ("ce_id", ce_id.encode()),
@@ -187,5 +189,5 @@ def cloudevent_headers(
         if ce_time.tzinfo is None or ce_time.utcoffset() is None:
             raise ValueError("ce_time must be timezone-aware")
         headers.append(("ce_time", ce_time.isoformat().encode()))
-    headers.append(("content-type", b"application/json"))
+    headers.append(_CONTENT_TYPE_HEADER)
     return headers

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
@@ -64,7 +64,46 @@ class WatermarkClock:
         sources = self._sources.get(partition)
         if not sources:
             return None
+        return self._mark(partition, sources, self._wall())
+
+    def observe_all(
+        self, partition: int, events: Sequence[tuple[float, str]]
+    ) -> list[float | None]:
+        """Observe a batch of (event time, source) in order; the watermark before each.
+
+        The same as :meth:`now` then :meth:`observe` for every event, with the wall time
+        read once for the batch and the watermark worked out again only after an event
+        moved its source.
+        """
+        if not events:
+            return []
+        sources = self._sources.setdefault(partition, {})
         wall = self._wall()
+        out: list[float | None] = []
+        mark: float | None = None
+        moved = True
+        for event_time, source in events:
+            if moved:
+                mark = self._mark(partition, sources, wall)
+                moved = False
+            out.append(mark)
+            seen = sources.get(source)
+            if seen is None:
+                sources[source] = [event_time, wall]
+                moved = True
+                continue
+            if event_time > seen[0]:
+                seen[0] = event_time
+                moved = True
+            if seen[1] != wall:  # read again: an idle source is active again
+                seen[1] = wall
+                moved = True
+        return out
+
+    def _mark(self, partition: int, sources: dict[str, list[float]], wall: float) -> float | None:
+        """The partition's watermark at ``wall`` (kept: it never goes backwards)."""
+        if not sources:
+            return None
         active = [newest for newest, read in sources.values() if wall - read < self._idle_s]
         slowest = min(active) if active else max(newest for newest, _ in sources.values())
         mark = max(self._marks.get(partition, float("-inf")), slowest - self._lateness)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from streams.clock import WatermarkClock
 
 
@@ -45,3 +48,33 @@ def test_the_watermark_never_goes_backwards_and_forget_resets_it() -> None:
     assert clock.now(0) == 500.0
     clock.forget(0)
     assert clock.now(0) is None
+
+
+SOURCES = ("crm.logins", "crm.orders", "crm.accounts")
+
+
+@given(
+    batches=st.lists(
+        st.tuples(
+            st.floats(0, 30),  # wall time when the batch is read (seconds since the last)
+            st.lists(
+                st.tuples(st.integers(0, 2000).map(float), st.sampled_from(SOURCES)),
+                max_size=12,
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_observe_all_gives_the_watermarks_of_now_then_observe_per_event(
+    batches: list[tuple[float, list[tuple[float, str]]]],
+) -> None:
+    wall = Wall()
+    one, many = (WatermarkClock(allowed_lateness_s=5, idle_s=10, wall=wall) for _ in "ab")
+    for elapsed, events in batches:
+        wall.now += elapsed
+        expected = []
+        for event_time, source in events:
+            expected.append(one.now(0))
+            one.observe(0, event_time, source)
+        assert many.observe_all(0, events) == expected
+        assert many.now(0) == one.now(0)
