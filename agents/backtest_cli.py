@@ -8,9 +8,11 @@ lead time and alert load computed (rules/backtest_metrics.py). Writes ``report.j
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,13 @@ def dump(report: dict[str, Any]) -> bytes:
     help="Also run once per value of one rule parameter (declared under params:) and chart "
     "its precision / recall / lead time / alert load.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sweep runs at a time, each in its own process (results do not depend on it).",
+)
 @click.option("--strict", is_flag=True, help="Stop at the first bad line instead of skipping it.")
 @click.option(
     "--out",
@@ -266,6 +275,7 @@ def backtest(
     eval_every: str,
     health_below: int,
     sweep_spec: str | None,
+    jobs: int,
     strict: bool,
     out: Path,
 ) -> None:
@@ -352,7 +362,7 @@ def backtest(
     )
     if sweep is not None:
         report["sweep"] = _sweep(
-            settings, targets, sweep, events, end, step, window, churned_at, run
+            settings, targets, sweep, events, end, step, window, churned_at, run, jobs
         )
     written = write_report_files(out, report, dump(report))
     written.append(write_alerts(out / "alerts.jsonl", run))
@@ -396,6 +406,49 @@ def write_alerts(path: Path, run: Run) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class _SweepJob:
+    """What every run of a sweep shares (handed to forked children by inheritance)."""
+
+    settings: Settings
+    packs: list[Path]
+    rule_id: str
+    param: str
+    events: list[InputEvent]
+    end: float
+    step: float
+    window: Window
+    churned_at: dict[str, float]
+    people: set[str]
+    scoring: bool
+
+
+_JOB: _SweepJob | None = None
+
+
+def _sweep_value(value: float, show_progress: bool = False) -> dict[str, Any]:
+    """One run of the sweep: the swept rule's metrics with its parameter at ``value``."""
+    job = _JOB
+    assert job is not None
+    overrides = {job.rule_id: {job.param: value}}
+    engine = make_engine(job.settings, job.packs, overrides, job.scoring)
+    progress = None
+    bar = None
+    if show_progress:
+        first_day = (job.events[0].occurred_at.timestamp() // DAY) * DAY
+        bar, progress = _progress(first_day, job.end)
+    run = run_backtest(
+        engine, job.events, until=job.end, step=job.step, health_below=None, on_progress=progress
+    )
+    if bar is not None:
+        bar.finish()
+    metrics = all_rule_metrics([job.rule_id], run.episodes, job.people, job.churned_at, job.window)[
+        job.rule_id
+    ]
+    shown = int(value) if float(value).is_integer() else value
+    return {"value": shown, **metrics}
+
+
 def _sweep(
     settings: Settings,
     packs: list[Path],
@@ -406,30 +459,49 @@ def _sweep(
     window: Window,
     churned_at: dict[str, float],
     base: Run,
+    jobs: int,
 ) -> dict[str, Any]:
+    """Run the backtest once per value (``jobs`` processes at a time); the swept rule's rows."""
+    global _JOB
     rule_id, param, values = sweep
-    rows = []
-    people = population(base.first_seen, churned_at, window)
-    for i, value in enumerate(values):
-        overrides = {rule_id: {param: value}}
+    for value in values:  # every value checked before anything runs
         try:
-            probe = load_rules(packs, params=overrides)
+            probe = load_rules(packs, params={rule_id: {param: value}})
         except RulePackError as exc:
             click.echo(f"churnguard: --sweep: {exc}", err=True)
             sys.exit(2)
-        rule = next(r for r in probe.rules if r.id == rule_id)
-        needs_scores = any("scores" in FEATURES[n].depends_on for n in rule.inputs)
-        engine = make_engine(settings, packs, overrides, needs_scores and settings.scoring_enabled)
-        click.echo(f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {value:g}", err=True)
-        first_day = (events[0].occurred_at.timestamp() // DAY) * DAY
-        bar, progress = _progress(first_day, end)
-        run = run_backtest(
-            engine, events, until=end, step=step, health_below=None, on_progress=progress
-        )
-        bar.finish()
-        metrics = all_rule_metrics([rule_id], run.episodes, people, churned_at, window)[rule_id]
-        shown = int(value) if float(value).is_integer() else value
-        rows.append({"value": shown, **metrics})
+    rule = next(r for r in probe.rules if r.id == rule_id)
+    needs_scores = any("scores" in FEATURES[n].depends_on for n in rule.inputs)
+    _JOB = _SweepJob(
+        settings,
+        packs,
+        rule_id,
+        param,
+        events,
+        end,
+        step,
+        window,
+        churned_at,
+        population(base.first_seen, churned_at, window),
+        needs_scores and settings.scoring_enabled,
+    )
+    rows: list[dict[str, Any]] = []
+    try:
+        if jobs <= 1:
+            for i, value in enumerate(values):
+                click.echo(f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {value:g}", err=True)
+                rows.append(_sweep_value(value, show_progress=True))
+        else:
+            context = multiprocessing.get_context("fork")  # children inherit the events
+            with context.Pool(min(jobs, len(values))) as pool:
+                for i, row in enumerate(pool.imap(_sweep_value, values)):
+                    click.echo(
+                        f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {values[i]:g} done",
+                        err=True,
+                    )
+                    rows.append(row)
+    finally:
+        _JOB = None
     return {"rule": rule_id, "param": param, "rows": rows}
 
 

@@ -3,7 +3,8 @@
 A subset of the customers (ids below 400, about 1.7 % of them) keeps it inside the CI
 budget; docs/backtest.md has the full run. The recency rule's precision and recall are
 checked against an independent pandas computation on the same subset, and two runs must
-give the same report.json apart from ``generated_at``.
+give the same report.json apart from ``generated_at`` (one sweeping in two processes, one in
+one).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def runs(subset: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     sweep = f"customer-dormant.order_days={DORMANT_ORDER_DAYS}..105 step 15"
     first = tmp_path_factory.mktemp("first")
     second = tmp_path_factory.mktemp("second")
-    backtest(subset, first, "--sweep", sweep)
+    backtest(subset, first, "--sweep", sweep, "--jobs", "2")  # sweep runs in two processes
     backtest(subset, second, "--sweep", sweep)
     return first, second
 
