@@ -123,7 +123,18 @@ def replay(
     first = done.sent if done is not None else 0
     if first:
         click.echo(f"resuming after {first:,} of {len(events):,} events", err=True)
-    sent = asyncio.run(_send(settings, events, first, pace, progress_file, digest))
+    from aiokafka.errors import KafkaError
+
+    try:
+        sent = asyncio.run(_send(settings, events, first, pace, progress_file, digest))
+    except KafkaError as exc:
+        saved = load_progress(progress_file, digest)
+        click.echo(
+            f"\nchurnguard: broker {settings.bootstrap_servers}: {exc!r}; "
+            f"{saved.sent if saved else first:,} events acknowledged, run again to resume",
+            err=True,
+        )
+        sys.exit(2)
     if sent < len(events):
         click.echo(
             f"\ninterrupted: {sent:,} of {len(events):,} events sent; run the same command "
@@ -152,12 +163,12 @@ async def _send(
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
     )
-    await producer.start()
     topics = settings.input_topics
     bar = Progress(len(events))
     sent = first
     save_progress(progress_file, ReplayProgress(digest, sent, len(events)))
     try:
+        await producer.start()
         first_ts = events[first].occurred_at.timestamp() if first < len(events) else 0.0
         started = time.monotonic()
         pending: list[asyncio.Future[object]] = []
