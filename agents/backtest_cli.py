@@ -22,7 +22,7 @@ import orjson
 
 from agents.backtest_report import markdown_table, write_report_files
 from agents.progress import Progress
-from rules.backtest import HEALTH_RULE, Run, run_backtest
+from rules.backtest import HEALTH_RULE, Run, rules_needed, run_backtest
 from rules.backtest_metrics import Window, all_rule_metrics, population, roc
 from rules.calendar import BusinessCalendar
 from rules.engine import Engine, EngineConfig
@@ -99,12 +99,18 @@ def _iso(epoch: float) -> str:
 
 
 def make_engine(
-    settings: Settings, packs: list[Path], params: Overrides | None, scoring: bool
+    settings: Settings,
+    packs: list[Path],
+    params: Overrides | None,
+    scoring: bool,
+    only: frozenset[str] | None = None,
 ) -> Engine:
-    """The engine as a worker configures it, with these packs and parameter overrides."""
+    """The engine as a worker configures it, with these packs and parameter overrides
+    (``only``: just the rules with these ids)."""
     rules = load_rules(packs, default_scoring=scoring, params=params)
-    if not scoring:
-        rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
+    if not scoring or only is not None:
+        kept = tuple(r for r in rules.rules if only is None or r.id in only)
+        rules = RuleSet(kept, rules.fingerprint, scoring=rules.scoring if scoring else None)
     config = EngineConfig(
         state=settings.state_config,
         fallback_assignee=settings.task_fallback_assignee,
@@ -421,6 +427,7 @@ class _SweepJob:
     churned_at: dict[str, float]
     people: set[str]
     scoring: bool
+    only: frozenset[str] | None
 
 
 _JOB: _SweepJob | None = None
@@ -431,7 +438,7 @@ def _sweep_value(value: float, show_progress: bool = False) -> dict[str, Any]:
     job = _JOB
     assert job is not None
     overrides = {job.rule_id: {job.param: value}}
-    engine = make_engine(job.settings, job.packs, overrides, job.scoring)
+    engine = make_engine(job.settings, job.packs, overrides, job.scoring, job.only)
     progress = None
     bar = None
     if show_progress:
@@ -470,8 +477,9 @@ def _sweep(
         except RulePackError as exc:
             click.echo(f"churnguard: --sweep: {exc}", err=True)
             sys.exit(2)
-    rule = next(r for r in probe.rules if r.id == rule_id)
-    needs_scores = any("scores" in FEATURES[n].depends_on for n in rule.inputs)
+    only = rules_needed(probe, rule_id)  # the others cannot change its alerts
+    running = [r for r in probe.rules if only is None or r.id in only]
+    needs_scores = any("scores" in FEATURES[n].depends_on for r in running for n in r.inputs)
     _JOB = _SweepJob(
         settings,
         packs,
@@ -484,6 +492,7 @@ def _sweep(
         churned_at,
         population(base.first_seen, churned_at, window),
         needs_scores and settings.scoring_enabled,
+        only,
     )
     rows: list[dict[str, Any]] = []
     try:

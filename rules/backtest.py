@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rules.engine import Engine, Result
+from rules.loader import RuleSet
 from schemas import AlertEvent, InputEvent
 from streams.deadlines import DeadlineIndex
 from streams.features import purchase_history
@@ -187,3 +188,25 @@ def run_backtest(
         if isinstance(health, int):
             run.health[cid] = health
     return run
+
+
+def rules_needed(rules: RuleSet, rule_id: str) -> frozenset[str] | None:
+    """The rules whose evaluation can change ``rule_id``'s alerts: itself and, transitively,
+    the rules that inhibit it. None (all of them) when one of those reads other alerts.
+
+    A rule's alerts depend only on the customer's state, its own timers and whether an
+    inhibiting rule fires; deadlines of other rules change when it is evaluated, never
+    what it gives. So a run with these rules alone gives its alerts as the full pack does.
+    """
+    by_id = {r.id: r for r in rules.rules}
+    needed: set[str] = set()
+    todo = [rule_id]
+    while todo:
+        current = todo.pop()
+        if current in needed:
+            continue
+        needed.add(current)
+        if by_id[current].reads_alerts:
+            return None
+        todo.extend(rules.inhibited_by.get(current, ()))
+    return frozenset(needed)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from agents.backtest_cli import UsageError, derive_horizon, parse_sweep
-from rules.backtest import Episode
+from rules.backtest import Episode, rules_needed
 from rules.backtest_metrics import Window, population, quantile, roc, rule_metrics
+from rules.loader import load_rules
+from streams.settings import BUILTIN_PACKS
 
 DAY = 86400.0
 WINDOW = Window(0.0, 61 * DAY)  # about two months
@@ -86,3 +88,15 @@ def test_sweep_and_label_specs() -> None:
     assert derive_horizon("no-order:1970-01-02", 0.0) == 2 * DAY
     with pytest.raises(UsageError):
         derive_horizon("churned", 0.0)
+
+
+def test_a_sweep_runs_the_rule_and_what_inhibits_it_or_everything() -> None:
+    rules = load_rules([BUILTIN_PACKS])
+    assert rules_needed(rules, "customer-dormant") == {"customer-dormant"}
+    assert rules_needed(rules, "order-rhythm-broken") == {"order-rhythm-broken", "customer-dormant"}
+    assert rules_needed(rules, "activity-decline") == {
+        "activity-decline",
+        "inactivity",
+        "customer-dormant",
+    }
+    assert rules_needed(rules, "renewal-at-risk") is None  # reads other alerts
