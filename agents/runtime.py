@@ -129,7 +129,7 @@ class Pipeline:
         self.clock = clock
         self.metrics = metrics
         self.buffers: dict[int, PartitionBuffer] = {}
-        self.cache = StateCache()
+        self.cache = StateCache(settings.state_cache_customers)
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
         self.rfm = RfmPopulation()

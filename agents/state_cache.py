@@ -15,14 +15,11 @@ from itertools import islice
 
 from streams.state import CustomerState
 
-DEFAULT_CAPACITY = 20_000
-"""States kept per worker (a warm state is about 5 KiB of Python objects)."""
-
 
 class StateCache:
     """Clean decoded states, at most ``capacity``, the least recently put evicted first."""
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         # customer id → (partition, state); a dict keeps the order they were put in
         self._states: dict[str, tuple[int, CustomerState]] = {}

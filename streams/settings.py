@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     recent_event_ids: int = Field(512, ge=16, description="event_ids kept per customer for dedup")
     flush_interval_s: float = Field(1.0, gt=0, description="max age of unpersisted state")
     flush_max_dirty: int = Field(2000, ge=1, description="flush a partition at this many dirty")
+    state_cache_customers: int = Field(
+        50_000,
+        ge=0,
+        description="persisted customer states a worker keeps decoded between flushes (a few "
+        "KiB each), so a customer's next events skip the table read and decode; 0: none",
+    )
     tick_interval_s: float = Field(1.0, gt=0, description="how often partitions sweep and flush")
     clock: Literal["wall", "event"] = Field(
         "wall", description="sweep clock: wall time (live) or event-time watermark (replay)"
