@@ -15,6 +15,7 @@ from rules.config import EngineConfig
 from rules.evaluation import Evaluation
 from rules.results import Result, RuleError, digest, timestamp
 from rules.scoring import Scorer
+from rules.templates import shown
 from schemas import AlertEvent, CustomerHealth
 from streams.features import KINDS_CHANGING
 
@@ -234,7 +235,7 @@ class Snapshots:
             rule_id=TIER_CHANGED,
             severity="info",
             status="notice",
-            summary=f"{state.account.get('name', state.customer_id)}: tier {direction} "
+            summary=f"{shown(state.account.get('name', state.customer_id))}: tier {direction} "
             f"from {before} to {after}",
             evidence={
                 "from": before,

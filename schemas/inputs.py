@@ -18,6 +18,11 @@ from pydantic import (
 
 MIN_YEAR = 1990
 MAX_YEAR = 2100
+MAX_TEXT = 256
+"""Longest id, name or code accepted in an input field (characters)."""
+MAX_AMOUNT = Decimal("1e15")
+"""Largest order amount accepted: far above any real order, far below where sums of amounts
+stop being finite numbers (a state holding an infinite sum could not be stored)."""
 
 _RFC3339_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -33,6 +38,10 @@ def _require_rfc3339(value: Any) -> Any:
 
 Rfc3339Datetime = Annotated[AwareDatetime, BeforeValidator(_require_rfc3339)]
 """A timezone-aware date-time that arrives as an RFC 3339 string with an offset."""
+
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+"""An id, name or code from upstream: bounded, so one event cannot bloat a customer's state
+or every alert that shows it."""
 
 
 class InputEvent(BaseModel):
@@ -71,8 +80,8 @@ class LoginEvent(InputEvent):
 
     event_kind: ClassVar[str] = "login"
 
-    user_id: str
-    contact_id: str | None = None
+    user_id: Text
+    contact_id: Text | None = None
     channel: Literal["web", "mobile", "api", "other"]
 
 
@@ -81,8 +90,8 @@ class OrderEvent(InputEvent):
 
     event_kind: ClassVar[str] = "order"
 
-    order_id: str
-    amount: Decimal = Field(ge=0, allow_inf_nan=False)
+    order_id: Text
+    amount: Decimal = Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
     status: Literal["placed", "paid", "cancelled", "refunded"]
 
@@ -92,7 +101,7 @@ class TicketEvent(InputEvent):
 
     event_kind: ClassVar[str] = "ticket"
 
-    ticket_id: str
+    ticket_id: Text
     kind: Literal["complaint", "incident", "question", "request", "praise"]
     severity: Literal["low", "medium", "high", "critical"]
     status: Literal["opened", "reopened", "resolved", "closed"]
@@ -105,9 +114,9 @@ class ContactEvent(InputEvent):
 
     event_kind: ClassVar[str] = "contact"
 
-    contact_id: str
-    name: str | None = None
-    role: str | None = None
+    contact_id: Text
+    name: Text | None = None
+    role: Text | None = None
     is_key_contact: bool
     change: Literal["added", "role_changed", "departed"]
 
@@ -117,14 +126,14 @@ class AccountEvent(InputEvent):
 
     event_kind: ClassVar[str] = "account"
 
-    name: str
-    owner: str = Field(description="Account manager id.")
-    csm: str | None = None
-    segment: str | None = None
-    industry: str | None = None
-    region: str | None = None
+    name: Text
+    owner: Text = Field(description="Account manager id.")
+    csm: Text | None = None
+    segment: Text | None = None
+    industry: Text | None = None
+    region: Text | None = None
     renewal_at: Rfc3339Datetime | None = None
-    tier_override: str | None = None
+    tier_override: Text | None = None
 
 
 class TaskUpdateEvent(InputEvent):
@@ -132,9 +141,9 @@ class TaskUpdateEvent(InputEvent):
 
     event_kind: ClassVar[str] = "task_update"
 
-    task_id: str
+    task_id: Text
     status: Literal["acknowledged", "done", "dismissed"]
-    by: str | None = None
+    by: Text | None = None
     snooze_until: Rfc3339Datetime | None = None
 
 
