@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from agents.api import Handler, add_api, json_errors, rules_summary
+from agents.api_auth import bearer_auth
 from agents.api_queries import ReadModelQueries
 from agents.redis_client import make_redis
 from rules.loader import RulePackError, load_rules
@@ -110,9 +111,14 @@ def build_web_app(
     rules: dict[str, Any],
     registry: CollectorRegistry,
     readiness: Readiness,
+    token: str | None = None,
 ) -> web.Application:
-    """The aiohttp application: API, dashboard, metrics and probes."""
-    app = web.Application(middlewares=[counting(request_counter(registry)), json_errors])
+    """The aiohttp application: API, dashboard, metrics and probes (``token``: the bearer
+    token the API requires, see agents/api_auth.py)."""
+    middlewares = [counting(request_counter(registry)), json_errors]
+    if token is not None:
+        middlewares.append(bearer_auth(token))
+    app = web.Application(middlewares=middlewares)
     app[REGISTRY] = registry
     app[READINESS] = readiness
     add_api(app, queries, rules)
@@ -141,7 +147,8 @@ async def run_serve(settings: Settings, rules: dict[str, Any], with_sink: bool =
     async def readiness() -> dict[str, bool | None]:
         return {"redis": await queries.ping(), "sink": None if sink is None else sink.ready}
 
-    app = build_web_app(queries, rules, registry, readiness)
+    token = settings.serve_token.get_secret_value() if settings.serve_token else None
+    app = build_web_app(queries, rules, registry, readiness, token)
     # aiohttp answers a longer request line with a plain-text 400 before any handler runs;
     # the request handler's own arguments (an AppRunner's handler_args are dropped silently)
     runner = web.AppRunner(app, access_log=None, max_line_size=MAX_LINE_BYTES)
@@ -160,6 +167,12 @@ async def run_serve(settings: Settings, rules: dict[str, Any], with_sink: bool =
             settings.redis_key_prefix,
             "on" if sink else "off",
         )
+        if token is None and settings.serve_host not in ("127.0.0.1", "::1", "localhost"):
+            log.warning(
+                "serving on %s without CHURNGUARD_SERVE_TOKEN: anyone who reaches the port "
+                "reads the read model",
+                settings.serve_host,
+            )
         if sink is not None:
             await sink.start()
         await stop.wait()

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     serve_port: int = Field(
         6067, ge=0, le=65535, description="port of `churnguard serve`: API, dashboard, /metrics"
     )
+    serve_token: SecretStr | None = Field(
+        None,
+        min_length=16,
+        description="bearer token the API requires (`Authorization: Bearer …`; the dashboard "
+        "takes it once as ?token=…); unset: the API is open, so keep serve_host on loopback",
+    )
 
     topic_logins: str = "crm.logins"
     topic_orders: str = "crm.orders"

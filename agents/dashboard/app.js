@@ -30,9 +30,24 @@ function svg(tag, attrs = {}, text = null) {
   return node;
 }
 
+// A server started with CHURNGUARD_SERVE_TOKEN wants it on every API call: the page takes it
+// once from ?token=…, keeps it for the tab's session and drops it from the address bar.
+const TOKEN_KEY = "churnguard-token";
+const given = new URLSearchParams(location.search).get("token");
+if (given) {
+  sessionStorage.setItem(TOKEN_KEY, given);
+  history.replaceState(null, "", location.pathname + location.hash);
+}
+
 async function api(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
+  const headers = { Accept: "application/json" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, { headers });
   const body = await response.json();
+  if (response.status === 401) {
+    throw new Error("this server needs its access token: open the dashboard as /?token=…");
+  }
   if (!response.ok) throw new Error(`${path}: ${body.error || response.status}`);
   return body;
 }
