@@ -50,6 +50,7 @@ def make_engine(settings: Settings) -> Engine:
         clv_model=load_model(settings.clv_model) if settings.clv_model else None,
         snapshot_interval=settings.snapshot_interval_s,
         snapshot_health_delta=settings.snapshot_health_delta,
+        output_names=settings.output_names,
     )
     return Engine(rules, config)
 

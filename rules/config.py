@@ -23,3 +23,5 @@ class EngineConfig:
     # at once); a health move below ``snapshot_health_delta`` points alone is not material
     snapshot_interval: float = 3600.0
     snapshot_health_delta: int = 5
+    # False: ids instead of account and contact names in every output (rules/redaction.py)
+    output_names: bool = True

@@ -18,6 +18,7 @@ from rules.evaluation import Evaluation
 from rules.loader import CompiledRule, RuleSet
 from rules.memo import Memo
 from rules.model import TaskSpec
+from rules.redaction import without_names
 from rules.results import Result, alert_id_for, digest, timestamp
 from rules.templates import placeholders, render
 from schemas import AlertEvent, TaskEvent, TaskUpdateEvent
@@ -189,12 +190,19 @@ class Lifecycle:
         if memory:
             state.alerts[rule_id] = {"s": "idle", **memory}
 
+    def _shown(self, one: Evaluation, rule: CompiledRule) -> dict[str, Any]:
+        """The features the rule's texts and evidence show, names as configured."""
+        return self._names(one.pick(rule.inputs | self.shown[rule.id]), one.state)
+
+    def _names(self, values: dict[str, Any], state: CustomerState) -> dict[str, Any]:
+        return values if self.config.output_names else without_names(values, state)
+
     # -- lifecycle steps ------------------------------------------------------------------
     def _fire(
         self, rule: CompiledRule, one: Evaluation, rec: dict[str, Any] | None, result: Result
     ) -> None:
         state, at, spec = one.state, one.at, rule.rule
-        shown = one.pick(rule.inputs | self.shown[rule.id])
+        shown = self._shown(one, rule)
         alert_id = alert_id_for(state.customer_id, rule, at)
         summary = render(spec.summary, shown)
         result.outputs.append(
@@ -224,7 +232,7 @@ class Lifecycle:
         snooze_until: float | None = None,
     ) -> None:
         state, at = one.state, one.at
-        shown = one.pick(rule.inputs | self.shown[rule.id])
+        shown = self._shown(one, rule)
         summary = rec.get("sum", rule.rule.summary)
         result.outputs.append(
             self._alert(
@@ -322,7 +330,7 @@ class Lifecycle:
             status=status,
             summary=summary,
             description=render(rule.rule.description, shown),
-            evidence=one.pick(rule.inputs),
+            evidence=self._names(one.pick(rule.inputs), one.state),
             labels=rule.rule.labels,
             tier=one.value("tier"),
             fired_at=timestamp(fired_at),

@@ -18,6 +18,7 @@ from rules.scoring import Scorer
 from rules.templates import shown
 from schemas import AlertEvent, CustomerHealth
 from streams.features import KINDS_CHANGING
+from streams.state import CustomerState
 
 TIER_CHANGED = "tier_changed"
 SNAPSHOT_FEATURES = (
@@ -186,7 +187,7 @@ class Snapshots:
         return CustomerHealth.model_validate(
             {
                 "customer_id": state.customer_id,
-                "name": state.account.get("name"),
+                "name": state.account.get("name") if self.config.output_names else None,
                 "event": TIER_CHANGED if tier_change else "snapshot",
                 "reasons": ([TIER_CHANGED] if tier_change else [])
                 + [r for r in reasons if r != "tier"],
@@ -225,6 +226,12 @@ class Snapshots:
             }
         )
 
+    def _name(self, state: CustomerState) -> str:
+        """The account's name, or its id when there is none or names are off."""
+        if not self.config.output_names:
+            return state.customer_id
+        return state.account.get("name", state.customer_id)
+
     def _tier_notice(self, one: Evaluation, before: str, after: str) -> AlertEvent:
         """The info event on the alerts topic announcing a tier change."""
         state = one.state
@@ -235,8 +242,7 @@ class Snapshots:
             rule_id=TIER_CHANGED,
             severity="info",
             status="notice",
-            summary=f"{shown(state.account.get('name', state.customer_id))}: tier {direction} "
-            f"from {before} to {after}",
+            summary=f"{shown(self._name(state))}: tier {direction} from {before} to {after}",
             evidence={
                 "from": before,
                 "to": after,

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
     snapshot_health_delta: int = Field(
         5, ge=1, le=100, description="health points a score must move to be material alone"
     )
+    output_names: bool = Field(
+        True,
+        description="false: alerts, tasks and snapshots show customer and contact ids where "
+        "they would show account and contact names (summaries, titles, evidence, `name`)",
+    )
     rfm_refresh_s: float = Field(
         300.0, gt=0, description="how often partitions publish RFM summaries and cut points refresh"
     )

@@ -112,3 +112,22 @@ def test_texts_longer_than_the_bound_are_rejected(
         decode_input(kind, orjson.dumps({**ok, field: "x" * (MAX_TEXT + 1)}))
     assert caught.value.reason == "schema"
     assert field in caught.value.message
+
+
+def test_with_names_off_outputs_show_ids_instead_of_names() -> None:
+    config = EngineConfig(output_names=False)
+    engine = Engine(load_rules([BUILTIN_PACKS]), config, wall_clock=lambda: 0.0)
+    state = CustomerState("cust-1")
+    first = engine.apply(state, account(START, name="Acme Holding"))
+    result = engine.apply(state, departed(START + timedelta(hours=1), "ct-42", "Ada Lovelace"))
+    outputs = [*first.outputs, *first.snapshots, *result.outputs, *result.snapshots]
+    text = orjson.dumps([o.model_dump(mode="json") for o in outputs]).decode()
+    assert "Acme" not in text and "Ada" not in text
+    alert = next(o for o in result.outputs if isinstance(o, AlertEvent))
+    assert "ct-42" in alert.summary and "cust-1" in alert.summary
+    assert all(s.name is None for s in [*first.snapshots, *result.snapshots])
+    named = Engine(load_rules([BUILTIN_PACKS]), EngineConfig(), wall_clock=lambda: 0.0)
+    again = CustomerState("cust-1")
+    named.apply(again, account(START, name="Acme Holding"))
+    shown = named.apply(again, departed(START + timedelta(hours=1), "ct-42", "Ada Lovelace"))
+    assert "Ada Lovelace" in next(o for o in shown.outputs if isinstance(o, AlertEvent)).summary
