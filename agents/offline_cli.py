@@ -23,6 +23,7 @@ from streams.clv import (
     fit_gamma_gamma,
     save_model,
 )
+from streams.kafka_security import client_options
 from streams.orders_file import CsvColumns, OrdersFileError, read_cdnow, read_csv
 from streams.rfm import summarise
 from streams.settings import Settings
@@ -204,7 +205,7 @@ async def _publish(settings: Settings, events: list[OrderEvent]) -> int:
 
     from streams.partitioning import partition_for
 
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=20)
     await producer.start()
     try:
         deliveries = [

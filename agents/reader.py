@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from agents.runtime import Flushed, Pipeline, Record
 from streams.alignment import Aligner
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 log = logging.getLogger("churnguard.reader")
@@ -118,7 +119,7 @@ class InputReader:
         missing = [tp for tp in tps if await consumer.committed(tp) is None]
         if not missing:
             return
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**client_options(self.settings))
         try:
             await admin.start()
             earlier = await admin.list_consumer_group_offsets(
@@ -144,7 +145,7 @@ class InputReader:
         """Fetch, align, process, sweep, flush and commit until the app stops."""
         settings = self.settings
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             group_id=self.group_id,
             client_id=f"{settings.app_id}-inputs",
             enable_auto_commit=False,

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from agents.redis_client import make_redis
 from agents.redis_sink import ReadModelWriter, log_rejected, log_skipped, output_kinds
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ async def rebuild_read_model(settings: Settings, redis: aioredis.Redis) -> Rebui
     topics = list(output_kinds(settings))
     report.deleted_keys = await delete_prefix(redis, settings.redis_key_prefix)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **client_options(settings),
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

@@ -42,6 +42,7 @@ from agents.readmodel import (
 )
 from agents.redis_client import make_redis
 from agents.sink_metrics import SinkMetrics
+from streams.kafka_security import client_options
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ class ReadModelSink:
             self._redis = make_redis(settings)
         self._writer = ReadModelWriter(self._redis, settings)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             group_id=settings.readmodel_group,
             client_id=f"{settings.readmodel_group}-sink",
             enable_auto_commit=False,

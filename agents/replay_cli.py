@@ -20,6 +20,7 @@ import click
 from agents.progress import Progress
 from schemas import InputEvent, encode
 from streams.history import HistoryError, Problems, read_all
+from streams.kafka_security import client_options
 from streams.partitioning import partition_for
 from streams.replay import (
     ReplayProgress,
@@ -160,9 +161,7 @@ async def _send(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, linger_ms=5, acks="all"
-    )
+    producer = AIOKafkaProducer(**client_options(settings), linger_ms=5, acks="all")
     topics = settings.input_topics
     bar = Progress(len(events))
     sent = first

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from streams.features import purchase_history
+from streams.kafka_security import client_options
 from streams.settings import Settings
 from streams.sketch import CutPoints, RfmSketch, cut_points, merge_sketches
 from streams.state import CustomerState, day_of
@@ -78,7 +79,7 @@ async def read_rfm_summaries(settings: Settings, into: dict[bytes, bytes]) -> No
     while True:
         consumer = AIOKafkaConsumer(
             settings.topic_rfm,
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_options(settings),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,

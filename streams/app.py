@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 import faust
 from faust.types import TopicT
+from faust.types.auth import CredentialsT
 
+from streams.kafka_security import ssl_context
 from streams.settings import Settings
 
 DEFAULT_BROKER = "kafka://127.0.0.1:9092"
@@ -85,6 +87,24 @@ def _raw_topic(app: faust.App, name: str, settings: Settings, **kwargs: object) 
     )
 
 
+def broker_credentials(settings: Settings) -> CredentialsT | None:
+    """Faust's credentials for the configured Kafka security protocol (None: plaintext)."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings)
+    if protocol == "SSL":
+        assert context is not None
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
+    )
+
+
 def create_app(settings: Settings) -> faust.App:
     """A configured Faust app (no agents yet); ``app.churnguard_topics`` and table attached."""
     conf: dict[str, object] = {
@@ -105,6 +125,9 @@ def create_app(settings: Settings) -> faust.App:
         "table_standby_replicas": 0,
         "Worker": Worker,
     }
+    credentials = broker_credentials(settings)
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
     conf["producer_linger"] = settings.producer_linger_ms / 1000.0
     conf["producer_max_batch_size"] = settings.producer_max_batch_size
     app = faust.App(settings.app_id, **conf)  # type: ignore[arg-type]

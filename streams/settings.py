@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.state import StateConfig
@@ -26,6 +26,21 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="where RocksDB tables live")
     partitions: int = Field(4, ge=1, description="partitions of every churnguard topic")
     replication_factor: int = Field(1, ge=1)
+    # how every Kafka client connects (Faust's, the reader's, the sink's, the tools'):
+    # streams/kafka_security.py; docs/operations.md "Security"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism with SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ca_file: Path | None = Field(
+        None, description="CA bundle for the brokers' certificates (SSL, SASL_SSL; default: system)"
+    )
+    kafka_cert_file: Path | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_key_file: Path | None = Field(None, description="private key of kafka_cert_file")
     web_port: int = Field(6066, description="worker web port: /metrics, /customers/{id}/")
     web_host: str = Field("127.0.0.1", description="interface the web port binds to")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="read model (later issues)")
@@ -212,6 +227,20 @@ class Settings(BaseSettings):
         description="how long the producer gathers records into one request (changelog and "
         "outputs); a flush waits at most this much longer for its deliveries",
     )
+
+    @model_validator(mode="after")
+    def _kafka_security_is_complete(self) -> Settings:
+        """SASL needs a user and a password; a client key goes with its certificate."""
+        if self.kafka_security_protocol.startswith("SASL_") and (
+            not self.kafka_sasl_username or self.kafka_sasl_password is None
+        ):
+            raise ValueError(
+                f"kafka_security_protocol {self.kafka_security_protocol} needs "
+                "CHURNGUARD_KAFKA_SASL_USERNAME and CHURNGUARD_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError("kafka_cert_file and kafka_key_file go together")
+        return self
 
     @property
     def bootstrap_servers(self) -> str:
