@@ -45,8 +45,80 @@ class Sent:
         return int(meta.offset) + self.count - 1
 
 
-async def send_batches(producer: Any, records: Sequence[OutRecord]) -> list[Sent]:
-    """Hand ``records`` to the aiokafka ``producer`` in batches; per topic partition, in order."""
+class Handoff:
+    """Hands closed batches to the producer in the background, in order per topic partition.
+
+    aiokafka's accumulator holds one batch per topic partition that has not gone out in a
+    request yet: ``send_batch`` of the next one waits until it has, a produce round trip. A
+    flush whose changelog fills several batches would wait that long per batch on the
+    reader's path. Here each batch waits behind the previous one of its topic partition in a
+    task of its own, and the caller gets its :class:`Sent` at once (done when the broker
+    acknowledged the batch). At most ``max_waiting`` batches wait to be handed over; beyond
+    that the caller waits for room, as it waited for the accumulator before.
+    """
+
+    def __init__(self, max_waiting: int = 64) -> None:
+        self.max_waiting = max_waiting
+        self._last: dict[tuple[str, int], asyncio.Future[None]] = {}
+        self._waiting = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def send(self, producer: Any, batch: Any, topic: str, partition: int, count: int) -> Sent:
+        """Queue ``batch`` (closed) behind the topic partition's previous one."""
+        while self._waiting >= self.max_waiting:
+            self._room.clear()
+            await self._room.wait()
+        acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        key = (topic, partition)
+        self._waiting += 1
+        self._last[key] = asyncio.ensure_future(
+            self._hand_over(producer, batch, topic, partition, self._last.get(key), acked)
+        )
+        return Sent(topic, partition, count, acked)
+
+    async def _hand_over(
+        self,
+        producer: Any,
+        batch: Any,
+        topic: str,
+        partition: int,
+        previous: asyncio.Future[None] | None,
+        acked: asyncio.Future[Any],
+    ) -> None:
+        try:
+            if previous is not None and not previous.done():
+                await asyncio.wait([previous])
+            delivery = await producer.send_batch(batch, topic, partition=partition)
+        except asyncio.CancelledError:
+            acked.cancel()
+            raise
+        except Exception as exc:  # the caller learns it from the batch's Sent
+            acked.set_exception(exc)
+            return
+        finally:
+            self._waiting -= 1
+            self._room.set()
+        delivery.add_done_callback(lambda done: _settle(done, acked))
+
+
+def _settle(done: asyncio.Future[Any], acked: asyncio.Future[Any]) -> None:
+    """Pass a delivery's outcome on to the future the caller holds."""
+    if acked.done():
+        return
+    if done.cancelled():
+        acked.cancel()
+    elif done.exception() is not None:
+        acked.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        acked.set_result(done.result())
+
+
+async def send_batches(
+    producer: Any, records: Sequence[OutRecord], handoff: Handoff | None = None
+) -> list[Sent]:
+    """Hand ``records`` to the aiokafka ``producer`` in batches; per topic partition, in order
+    (through ``handoff`` when given, else waiting for the producer's accumulator)."""
     groups: dict[tuple[str, int], list[OutRecord]] = {}
     partitions: dict[str, int] = {}
     for rec in records:
@@ -60,7 +132,11 @@ async def send_batches(producer: Any, records: Sequence[OutRecord]) -> list[Sent
     sent: list[Sent] = []
     for (topic, partition), group in groups.items():
         sent += await send_to_partition(
-            producer, topic, partition, [(rec.key, rec.value, rec.headers) for rec in group]
+            producer,
+            topic,
+            partition,
+            [(rec.key, rec.value, rec.headers) for rec in group],
+            handoff,
         )
     return sent
 
@@ -70,8 +146,10 @@ async def send_to_partition(
     topic: str,
     partition: int,
     records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]],
+    handoff: Handoff | None = None,
 ) -> list[Sent]:
     """Hand (key, value, headers) records to one topic partition in batches, in order."""
+    send = handoff.send if handoff is not None else _send
     sent: list[Sent] = []
     batch = producer.create_batch()
     count = 0
@@ -79,17 +157,18 @@ async def send_to_partition(
         if batch.append(key=key, value=value, timestamp=None, headers=headers):
             count += 1
             continue
-        sent.append(await _send(producer, batch, topic, partition, count))
+        batch.close()
+        sent.append(await send(producer, batch, topic, partition, count))
         batch = producer.create_batch()
         batch.append(key=key, value=value, timestamp=None, headers=headers)
         count = 1
     if count:
-        sent.append(await _send(producer, batch, topic, partition, count))
+        batch.close()
+        sent.append(await send(producer, batch, topic, partition, count))
     return sent
 
 
 async def _send(producer: Any, batch: Any, topic: str, partition: int, count: int) -> Sent:
-    batch.close()
     future = await producer.send_batch(batch, topic, partition=partition)
     return Sent(topic, partition, count, future)
 

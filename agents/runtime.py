@@ -23,7 +23,7 @@ from typing import Any
 from faust.types import AppT
 
 from agents.metrics import Metrics
-from agents.producer import OutRecord, Sent, send_batches, send_to_partition
+from agents.producer import Handoff, OutRecord, Sent, send_batches, send_to_partition
 from agents.rfm_population import RfmPopulation, merged_cut_points
 from agents.state_cache import StateCache
 from agents.store import StateStore
@@ -130,6 +130,7 @@ class Pipeline:
         self.metrics = metrics
         self.buffers: dict[int, PartitionBuffer] = {}
         self.cache = StateCache(settings.state_cache_customers)
+        self.handoff = Handoff()
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
         self.rfm = RfmPopulation()
@@ -380,6 +381,7 @@ class Pipeline:
                 self.store.changelog_topic,
                 partition,
                 [(key, value, None) for key, value in items],
+                self.handoff,
             )
             if items
             else []
@@ -528,7 +530,7 @@ class Pipeline:
         """Hand records to the app's producer in batches (one future per batch)."""
         if not records:
             return []
-        return await send_batches(await self._producer(), records)
+        return await send_batches(await self._producer(), records, self.handoff)
 
     def _output_record(self, out: Output | CustomerHealth | OutRecord) -> OutRecord:
         """The record of an output: its topic, key, JSON value and CloudEvents headers."""
