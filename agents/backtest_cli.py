@@ -21,15 +21,14 @@ import click
 import orjson
 
 from agents.backtest_report import markdown_table, write_report_files
+from agents.engine_config import engine_config
 from agents.progress import Progress
 from rules.backtest import HEALTH_RULE, Run, rules_needed, run_backtest
 from rules.backtest_metrics import Window, all_rule_metrics, population, roc
-from rules.calendar import BusinessCalendar
-from rules.engine import Engine, EngineConfig
+from rules.engine import Engine
 from rules.loader import Overrides, RulePackError, RuleSet, load_rules
 from rules.model import parse_duration
 from schemas import InputEvent
-from streams.clv import load_model
 from streams.features import FEATURES
 from streams.history import (
     HistoryError,
@@ -111,20 +110,7 @@ def make_engine(
     if not scoring or only is not None:
         kept = tuple(r for r in rules.rules if only is None or r.id in only)
         rules = RuleSet(kept, rules.fingerprint, scoring=rules.scoring if scoring else None)
-    config = EngineConfig(
-        state=settings.state_config,
-        fallback_assignee=settings.task_fallback_assignee,
-        fallback_team=tuple(settings.task_fallback_team),
-        calendar=BusinessCalendar(
-            settings.business_timezone,
-            *settings.business_hours_range,
-            frozenset(settings.business_days),
-        ),
-        clv_model=load_model(settings.clv_model) if settings.clv_model else None,
-        snapshot_interval=settings.snapshot_interval_s,
-        snapshot_health_delta=settings.snapshot_health_delta,
-    )
-    return Engine(rules, config, wall_clock=lambda: 0.0)
+    return Engine(rules, engine_config(settings), wall_clock=lambda: 0.0)
 
 
 def build_report(

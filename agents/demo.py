@@ -101,15 +101,7 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> None:
             "CHURNGUARD_BROKER_SESSION_TIMEOUT_S": "6",
             "CHURNGUARD_BROKER_HEARTBEAT_INTERVAL_S": "1",
         }
-        with (workdir / "worker.log").open("wb") as log_file:
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "agents", "worker", "-l", "info"),
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        worker = await _churnguard(("worker", "-l", "info"), env, workdir / "worker.log")
         click.echo(
             f"demo: worker pid {worker.pid}, metrics http://127.0.0.1:{web_port}/metrics, "
             f"log {workdir / 'worker.log'}"
@@ -173,17 +165,7 @@ async def _start_read_model(
         env["CHURNGUARD_SERVE_PORT"] = str(free_port())  # another serve has the default
     host = env.get("CHURNGUARD_SERVE_HOST", settings.serve_host)
     port = env.get("CHURNGUARD_SERVE_PORT", str(settings.serve_port))
-    with (workdir / "serve.log").open("wb") as log_file:
-        started.append(
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                *("-m", "agents", "serve"),
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+    started.append(await _churnguard(("serve",), env, workdir / "serve.log"))
     click.echo(
         f"demo: dashboard http://{host}:{port}/ (customers at risk fill in as health snapshots "
         f"arrive; read model in {env.get('CHURNGUARD_REDIS_URL', settings.redis_url)}, "
@@ -265,3 +247,18 @@ def _describe(
         "dead letters",
         f"DEAD  {v.get('reason')} {v.get('source_topic')}@{v.get('offset')}: {v.get('error')}",
     )
+
+
+async def _churnguard(
+    args: tuple[str, ...], env: dict[str, str], log_path: Path
+) -> asyncio.subprocess.Process:
+    """A ``churnguard ARGS`` subprocess in its own session, its output in ``log_path``."""
+    with log_path.open("wb") as log_file:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "agents", *args),
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

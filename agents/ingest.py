@@ -8,18 +8,17 @@ from typing import Any
 import faust
 from faust.types import StreamT
 
+from agents.engine_config import engine_config
 from agents.health import WorkerProbe
 from agents.metrics import Metrics
 from agents.reader import InputReader
 from agents.rfm_population import read_rfm_summaries
 from agents.runtime import Pipeline
 from agents.views import register_views
-from rules.calendar import BusinessCalendar
-from rules.engine import Engine, EngineConfig
+from rules.engine import Engine
 from rules.loader import RuleSet, load_rules
 from streams.app import Topics
 from streams.clock import Clock, WallClock, WatermarkClock
-from streams.clv import load_model
 from streams.settings import Settings
 
 log = logging.getLogger("churnguard.agents")
@@ -38,21 +37,7 @@ def make_engine(settings: Settings) -> Engine:
     rules = load_rules(settings.rule_packs, default_scoring=settings.scoring_enabled)
     if not settings.scoring_enabled:
         rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
-    config = EngineConfig(
-        state=settings.state_config,
-        fallback_assignee=settings.task_fallback_assignee,
-        fallback_team=tuple(settings.task_fallback_team),
-        calendar=BusinessCalendar(
-            settings.business_timezone,
-            *settings.business_hours_range,
-            frozenset(settings.business_days),
-        ),
-        clv_model=load_model(settings.clv_model) if settings.clv_model else None,
-        snapshot_interval=settings.snapshot_interval_s,
-        snapshot_health_delta=settings.snapshot_health_delta,
-        output_names=settings.output_names,
-    )
-    return Engine(rules, config)
+    return Engine(rules, engine_config(settings))
 
 
 def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:

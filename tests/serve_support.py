@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,3 +238,21 @@ class ServeProcess:
     def stop(self) -> int:
         proc, self.proc = self.proc, None
         return 0 if proc is None else stop_process(proc, 15)
+
+
+@contextmanager
+def serve_over_fixture(workdir: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A `churnguard serve --no-sink` over a private Redis holding the fixture read model;
+    yields its base URL. ``env`` adds settings. A traceback in its log fails the caller."""
+    redis_server = RedisServer(workdir).start()
+    serve = ServeProcess(
+        {"CHURNGUARD_REDIS_URL": redis_server.url, **(env or {})}, workdir / "serve.log"
+    )
+    try:
+        write_read_model(redis_server.client())
+        serve.start()
+        yield serve.url
+    finally:
+        serve.stop()
+        redis_server.stop()
+    assert "Traceback" not in serve.log(), serve.log()

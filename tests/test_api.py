@@ -16,7 +16,7 @@ import requests
 
 from rules.loader import load_rules
 from streams.settings import BUILTIN_PACKS
-from tests.serve_support import CUSTOMERS, RedisServer, ServeProcess, write_read_model
+from tests.serve_support import CUSTOMERS, RedisServer, ServeProcess, serve_over_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +26,8 @@ SCORED = sorted((c for c in CUSTOMERS if c.health is not None), key=lambda c: c.
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a serve process over a Redis filled with the fixture read model."""
-    workdir = tmp_path_factory.mktemp("api")
-    redis_server = RedisServer(workdir).start()
-    serve = ServeProcess({"CHURNGUARD_REDIS_URL": redis_server.url}, workdir / "serve.log")
-    try:
-        write_read_model(redis_server.client())
-        serve.start()
-        yield serve.url
-    finally:
-        serve.stop()
-        redis_server.stop()
+    with serve_over_fixture(tmp_path_factory.mktemp("api")) as url:
+        yield url
 
 
 def get(url: str, expect: int = 200) -> Any:

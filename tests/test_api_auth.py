@@ -17,7 +17,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
-from tests.serve_support import CUSTOMERS, RedisServer, ServeProcess, write_read_model
+from tests.serve_support import CUSTOMERS, serve_over_fixture
 from tests.test_dashboard_browser import page  # noqa: F401  (the headless Chromium fixture)
 
 pytestmark = pytest.mark.integration
@@ -29,17 +29,10 @@ SCORED = sum(1 for c in CUSTOMERS if c.health is not None)
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A serve process with a token over the fixture read model."""
-    workdir = tmp_path_factory.mktemp("auth")
-    redis_server = RedisServer(workdir).start()
-    env = {"CHURNGUARD_REDIS_URL": redis_server.url, "CHURNGUARD_SERVE_TOKEN": TOKEN}
-    serve = ServeProcess(env, workdir / "serve.log")
-    try:
-        write_read_model(redis_server.client())
-        serve.start()
-        yield serve.url
-    finally:
-        serve.stop()
-        redis_server.stop()
+    with serve_over_fixture(
+        tmp_path_factory.mktemp("auth"), {"CHURNGUARD_SERVE_TOKEN": TOKEN}
+    ) as url:
+        yield url
 
 
 @pytest.mark.parametrize("path", ["/at-risk", "/alerts", "/customers/c-1", "/rules", "/tiers"])

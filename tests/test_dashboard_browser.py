@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
-from tests.serve_support import CUSTOMERS, RedisServer, ServeProcess, write_read_model
+from tests.serve_support import CUSTOMERS, serve_over_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -31,16 +31,8 @@ SCORED = sum(1 for c in CUSTOMERS if c.health is not None)
 @pytest.fixture(scope="module")
 def serve_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A serve process over the fixture read model."""
-    workdir = tmp_path_factory.mktemp("dashboard")
-    redis_server = RedisServer(workdir).start()
-    serve = ServeProcess({"CHURNGUARD_REDIS_URL": redis_server.url}, workdir / "serve.log")
-    try:
-        write_read_model(redis_server.client())
-        serve.start()
-        yield serve.url
-    finally:
-        serve.stop()
-        redis_server.stop()
+    with serve_over_fixture(tmp_path_factory.mktemp("dashboard")) as url:
+        yield url
 
 
 @pytest.fixture

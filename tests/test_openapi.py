@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.serve_support import RedisServer, ServeProcess, write_read_model
+from tests.serve_support import serve_over_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -26,17 +26,8 @@ EXAMPLES = 40
 @pytest.fixture(scope="module")
 def serve_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A serve process over the fixture read model."""
-    workdir = tmp_path_factory.mktemp("openapi")
-    redis_server = RedisServer(workdir).start()
-    serve = ServeProcess({"CHURNGUARD_REDIS_URL": redis_server.url}, workdir / "serve.log")
-    try:
-        write_read_model(redis_server.client())
-        serve.start()
-        yield serve.url
-    finally:
-        serve.stop()
-        redis_server.stop()
-    assert "Traceback" not in serve.log(), serve.log()
+    with serve_over_fixture(tmp_path_factory.mktemp("openapi")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
