@@ -22,6 +22,7 @@ import orjson
 
 from agents.backtest_report import markdown_table, write_report_files
 from agents.engine_config import engine_config
+from agents.history_options import DAY, mapping_option, parse_day, strict_option
 from agents.progress import Progress
 from rules.backtest import HEALTH_RULE, Run, rules_needed, run_backtest
 from rules.backtest_metrics import Window, all_rule_metrics, population, roc
@@ -39,7 +40,6 @@ from streams.history import (
 )
 from streams.settings import Settings
 
-DAY = 86400.0
 _SWEEP = re.compile(
     r"^\s*(?P<rule>[a-z0-9][a-z0-9_.-]*)\.(?P<param>[A-Za-z_]\w*)\s*=\s*"
     r"(?P<start>-?[\d.]+)\s*\.\.\s*(?P<stop>-?[\d.]+)(?:\s+step\s+(?P<step>[\d.]+))?\s*$"
@@ -47,8 +47,8 @@ _SWEEP = re.compile(
 _DERIVE = re.compile(r"^no-order:(?P<span>\d+(?:\.\d+)?[smhdw]|\d{4}-\d\d-\d\d)$")
 
 
-class UsageError(click.UsageError):
-    """A bad option value, said plainly."""
+UsageError = click.UsageError
+"""A bad option value, said plainly."""
 
 
 def parse_sweep(text: str) -> tuple[str, str, list[float]]:
@@ -68,15 +68,6 @@ def parse_sweep(text: str) -> tuple[str, str, list[float]]:
         raise UsageError(f"--sweep {text!r}: {count} values; at most 50")
     values = [round(start + i * step, 10) for i in range(count)]
     return match["rule"], match["param"], values
-
-
-def parse_day(text: str, option: str) -> float:
-    """Midnight UTC of a ``YYYY-MM-DD`` date, as epoch seconds."""
-    try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: use a date YYYY-MM-DD") from None
-    return day.timestamp()
 
 
 def derive_horizon(text: str, end: float) -> float:
@@ -188,11 +179,7 @@ def dump(report: dict[str, Any]) -> bytes:
     "kind by a kind/topic field or by the fields), CSV (.csv, with a column mapping) or "
     "CDNOW orders (.txt). Prefix jsonl:, csv: or cdnow: to say the format.",
 )
-@click.option(
-    "--mapping",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Column mapping (YAML) for the CSV files; default FILE.mapping.yaml beside each.",
-)
+@mapping_option
 @click.option(
     "--labels",
     "labels_path",
@@ -248,7 +235,7 @@ def dump(report: dict[str, Any]) -> bytes:
     show_default=True,
     help="Sweep runs at a time, each in its own process (results do not depend on it).",
 )
-@click.option("--strict", is_flag=True, help="Stop at the first bad line instead of skipping it.")
+@strict_option
 @click.option(
     "--out",
     type=click.Path(file_okay=False, path_type=Path),

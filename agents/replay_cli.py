@@ -12,11 +12,11 @@ import asyncio
 import signal
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from agents.history_options import DAY, mapping_option, parse_day, strict_option
 from agents.progress import Progress
 from schemas import InputEvent, encode
 from streams.history import HistoryError, Problems, read_all
@@ -36,23 +36,9 @@ BATCH = 500
 INTERRUPTED = 130
 
 
-def _day(text: str | None, option: str, end: bool = False) -> float | None:
-    if text is None:
-        return None
-    try:
-        day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        raise click.UsageError(f"{option} {text!r}: use a date YYYY-MM-DD") from None
-    return day + 86400.0 if end else day
-
-
 @click.command(name="replay", context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("files", nargs=-1, required=True, metavar="[FORMAT:]FILE...")
-@click.option(
-    "--mapping",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Column mapping (YAML) for CSV files; default FILE.mapping.yaml beside each.",
-)
+@mapping_option
 @click.option(
     "--speed",
     default="max",
@@ -69,7 +55,7 @@ def _day(text: str | None, option: str, end: bool = False) -> float | None:
     help="Where the replay notes how far it got (resumed from when the input is the same).",
 )
 @click.option("--restart", is_flag=True, help="Ignore the progress file: replay from the start.")
-@click.option("--strict", is_flag=True, help="Stop at the first bad line instead of skipping it.")
+@strict_option
 def replay(
     files: tuple[str, ...],
     mapping: Path | None,
@@ -94,7 +80,8 @@ def replay(
         pace = parse_speed(speed)
     except ValueError as exc:
         raise click.UsageError(f"--speed: {exc}") from None
-    start, end = _day(from_, "--from"), _day(to, "--to", end=True)
+    start = parse_day(from_, "--from") if from_ else None
+    end = parse_day(to, "--to") + DAY if to else None
     settings = Settings()
     problems = Problems(strict=strict)
     try:

@@ -36,6 +36,7 @@ import agents.runtime as runtime
 from agents.ingest import make_engine
 from agents.metrics import Metrics
 from agents.runtime import Pipeline
+from bench.throughput import TOPIC_BY_KIND
 from streams.alignment import Aligner
 from streams.app import create_app
 from streams.clock import WatermarkClock
@@ -44,13 +45,6 @@ from streams.settings import Settings
 from streams.synthetic import generate_events
 
 START = datetime(2025, 3, 3, tzinfo=UTC)
-TOPIC_BY_KIND = {
-    "login": "crm.logins",
-    "order": "crm.orders",
-    "ticket": "crm.tickets",
-    "contact": "crm.contacts",
-    "account": "crm.accounts",
-}
 PARTITIONS = 4
 WALL_FIELDS = ("emitted_at", "created_at")  # wall time: left out of the digest
 

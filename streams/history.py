@@ -20,7 +20,6 @@ import csv
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas import EVENT_KINDS, InputEvent
-from streams.orders_file import OrdersFileError, read_cdnow
+from streams.orders_file import OrdersFileError, parse_when, read_cdnow
 
 FORMATS = ("jsonl", "csv", "cdnow")
 EXTENSIONS = {
@@ -211,11 +210,6 @@ def load_mapping(path: Path) -> CsvMapping:
     return mapping
 
 
-def _when(text: str, fmt: str | None) -> datetime:
-    value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 def read_mapped_csv(
     path: Path,
     mapping: CsvMapping,
@@ -261,7 +255,9 @@ def read_mapped_csv(
                     value[name] = row[column]
             if "occurred_at" in value:
                 try:
-                    value["occurred_at"] = _when(str(value["occurred_at"]), mapping.date_format)
+                    value["occurred_at"] = parse_when(
+                        str(value["occurred_at"]), mapping.date_format
+                    )
                 except ValueError:
                     fmt = f" in format {mapping.date_format}" if mapping.date_format else ""
                     problems.add(
@@ -359,7 +355,7 @@ def read_labels(path: Path, problems: Problems) -> dict[str, float]:
             if not text:
                 continue
             try:
-                out[cid] = _when(text, None).timestamp()
+                out[cid] = parse_when(text, None).timestamp()
             except ValueError:
                 problems.add(
                     BadLine(str(path), reader.line_num, f"churned_at {text!r} is not a date")

@@ -56,7 +56,8 @@ class _Ids:
         return f"{digest}-{count}"
 
 
-def _parse_day(text: str, fmt: str | None) -> datetime:
+def parse_when(text: str, fmt: str | None) -> datetime:
+    """A date or time in ``fmt`` (None: ISO 8601), in UTC unless it says its offset."""
     value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
@@ -147,7 +148,7 @@ def _cdnow_row(
         )
     customer, day, _, amount = parts
     try:
-        when = _parse_day(day, "%Y%m%d")
+        when = parse_when(day, "%Y%m%d")
     except ValueError:
         raise OrdersFileError(f"{path}:{line_no}: date {day!r} is not YYYYMMDD") from None
     if until is not None and when.date() > until:
@@ -179,7 +180,7 @@ def read_csv(path: Path, columns: CsvColumns, *, until: date | None = None) -> I
                 )
             text = row[columns.date]
             try:
-                when = _parse_day(text, columns.date_format)
+                when = parse_when(text, columns.date_format)
             except ValueError:
                 raise OrdersFileError(
                     f"{path}:{line_no}: {columns.date} {text!r} is not a date"

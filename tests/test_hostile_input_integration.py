@@ -14,7 +14,7 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import KINDS, Broker, Outputs, Producer, Worker, _pipeline
+from tests.conftest import KINDS, Broker, Outputs, Producer, Worker
 from tests.test_hostile_values import UNSAFE
 
 pytestmark = pytest.mark.integration
@@ -253,18 +253,10 @@ async def _until(check: Callable[[], Any], timeout: float, what: str) -> None:
         await asyncio.sleep(1.0)
 
 
-@pytest.fixture(scope="module")
-async def hostile_pipeline(
-    broker: Broker, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[tuple[Worker, Producer, Outputs]]:
-    async for parts in _pipeline(broker, tmp_path_factory, {}):
-        yield parts
-
-
 async def test_hostile_input_is_dead_lettered_or_processed_and_nothing_valid_is_lost(
-    hostile_pipeline: tuple[Worker, Producer, Outputs], broker: Broker
+    pipeline: tuple[Worker, Producer, Outputs], broker: Broker
 ) -> None:
-    worker, _, outputs = hostile_pipeline
+    worker, _, outputs = pipeline
     now = datetime.now(UTC)
     plan = make_plan(now)
     assert len(plan.messages) == MESSAGES

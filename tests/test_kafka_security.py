@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from streams.app import broker_credentials, create_app
 from streams.kafka_security import client_options
 from streams.settings import Settings
+from tests.source_scan import lines_matching
 
-ROOT = Path(__file__).resolve().parent.parent
 CA = Path(certifi.where())
 
 
@@ -95,11 +95,4 @@ def test_incomplete_security_settings_stop_with_the_reason(
 def test_every_kafka_client_in_the_packages_takes_the_security_options() -> None:
     """A client built from the bootstrap list alone would ignore TLS and SASL."""
     bare = re.compile(r"bootstrap_servers=(self\.)?settings\.bootstrap_servers")
-    found = [
-        f"{path.relative_to(ROOT)}:{n}"
-        for package in ("agents", "streams")
-        for path in sorted((ROOT / package).rglob("*.py"))
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
-        if bare.search(line)
-    ]
-    assert found == []
+    assert lines_matching(bare, ("agents", "streams")) == []
