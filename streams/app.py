@@ -105,8 +105,28 @@ def broker_credentials(settings: Settings) -> CredentialsT | None:
     )
 
 
+EXACTLY_ONCE_UNSUPPORTED = (
+    "CHURNGUARD_PROCESSING_GUARANTEE=exactly_once is not supported yet: the input reader and "
+    "the write-behind flush produce outside Kafka transactions, so Faust's exactly_once would "
+    "not cover them. Use at_least_once (the default): input offsets are committed only after "
+    "the state changelog and every output are acknowledged, a crash re-reads the uncommitted "
+    "tail, and event_id deduplication and deterministic alert and task ids make the repeats "
+    "harmless (docs/operations.md, 'Processing guarantee')"
+)
+
+
+def check_supported(settings: Settings) -> None:
+    """Refuse settings the worker cannot honour (raises ValueError with the reason)."""
+    if settings.processing_guarantee == "exactly_once":
+        raise ValueError(EXACTLY_ONCE_UNSUPPORTED)
+
+
 def create_app(settings: Settings) -> faust.App:
-    """A configured Faust app (no agents yet); ``app.churnguard_topics`` and table attached."""
+    """A configured Faust app (no agents yet); ``app.churnguard_topics`` and table attached.
+
+    Raises ValueError for settings the worker cannot honour (:func:`check_supported`).
+    """
+    check_supported(settings)
     conf: dict[str, object] = {
         "broker": settings.broker or DEFAULT_BROKER,
         "store": settings.store,
@@ -122,7 +142,8 @@ def create_app(settings: Settings) -> faust.App:
         # and let the next owner replay the rest (deduplicated by event_id).
         "stream_wait_empty": False,
         "autodiscover": False,
-        "table_standby_replicas": 0,
+        "table_standby_replicas": settings.standby_replicas,
+        "processing_guarantee": "at_least_once",
         "Worker": Worker,
     }
     credentials = broker_credentials(settings)

@@ -206,6 +206,19 @@ class Settings(BaseSettings):
         100, ge=0, description="how long the broker may hold the read-model sink's fetch"
     )
 
+    standby_replicas: int = Field(
+        1,
+        ge=0,
+        description="standby copies of each partition's state table kept warm on other "
+        "workers (Faust's table_standby_replicas): a takeover reads only the changelog tail",
+    )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="at_least_once: input offsets are committed after the state changelog "
+        "and outputs are acknowledged, so a crash re-reads the uncommitted tail and event_id "
+        "deduplication keeps it harmless; exactly_once (Kafka transactions) is not supported "
+        "yet and stops start-up (docs/operations.md)",
+    )
     broker_session_timeout_s: float = Field(30.0, gt=0)
     broker_heartbeat_interval_s: float = Field(3.0, gt=0)
     producer_max_batch_size: int = Field(

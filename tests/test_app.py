@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,3 +89,34 @@ def test_worker_and_offline_tools_keep_state_by_the_same_settings() -> None:
     assert (config.horizon_days, config.recent_event_ids) == (150, 64)
     assert config.currency_rates == {"SEK": 0.09}
     assert make_engine(settings).config.state == config
+
+
+def test_standby_replicas_reach_faust(tmp_path: Path) -> None:
+    """One warm standby copy of each table partition by default: a takeover reads the tail."""
+    app = create_app(Settings(data_dir=tmp_path, broker="kafka://127.0.0.1:9"))
+    assert app.conf.table_standby_replicas == 1
+    app = create_app(Settings(data_dir=tmp_path, broker="kafka://127.0.0.1:9", standby_replicas=0))
+    assert app.conf.table_standby_replicas == 0
+
+
+def test_exactly_once_is_refused_with_the_reason(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, processing_guarantee="exactly_once")
+    with pytest.raises(ValueError, match="not supported yet") as info:
+        create_app(settings)
+    assert "at_least_once" in str(info.value)
+
+
+def test_worker_with_exactly_once_stops_at_start_up(tmp_path: Path) -> None:
+    """The real command: exit code 2 and one clear line, before any broker is contacted."""
+    env = {
+        **os.environ,
+        "CHURNGUARD_PROCESSING_GUARANTEE": "exactly_once",
+        "CHURNGUARD_BROKER": "kafka://127.0.0.1:9",
+        "CHURNGUARD_DATA_DIR": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "agents", "worker"], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert b"exactly_once is not supported yet" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing opened
