@@ -8,6 +8,7 @@ lead time and alert load computed (rules/backtest_metrics.py). Writes ``report.j
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import re
 import sys
@@ -101,7 +102,9 @@ def make_engine(
     if not scoring or only is not None:
         kept = tuple(r for r in rules.rules if only is None or r.id in only)
         rules = RuleSet(kept, rules.fingerprint, scoring=rules.scoring if scoring else None)
-    return Engine(rules, engine_config(settings), wall_clock=lambda: 0.0)
+    # a backtest reports alerts and health scores: snapshots would be built for nothing
+    config = dataclasses.replace(engine_config(settings), snapshots=False)
+    return Engine(rules, config, wall_clock=lambda: 0.0)
 
 
 def build_report(

@@ -25,3 +25,6 @@ class EngineConfig:
     snapshot_health_delta: int = 5
     # False: ids instead of account and contact names in every output (rules/redaction.py)
     output_names: bool = True
+    # False: no customer-health snapshots, and no wake-ups only they need (a backtest reads
+    # alerts and scores, not snapshots)
+    snapshots: bool = True

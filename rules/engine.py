@@ -62,6 +62,7 @@ class Engine:
         self._lifecycle = Lifecycle(rules, self.config, wall_clock)
         scoring = rules.scoring
         shown = frozenset().union(*self._lifecycle.shown.values())
+        read = rules.inputs | (rules.scoring.inputs if rules.scoring is not None else frozenset())
         self.scorer = (
             Scorer(
                 scoring,
@@ -78,8 +79,20 @@ class Engine:
         self._snapshots = (
             Snapshots(self.scorer, self.config, wall_clock) if self.scorer is not None else None
         )
-        snapshot_inputs = self._snapshots.inputs if self._snapshots is not None else frozenset()
-        self._wakeups = Wakeups(rules, self._lifecycle, snapshot_inputs, self.config.memo_size)
+        snapshot_inputs = (
+            self._snapshots.inputs
+            if self._snapshots is not None and self.config.snapshots
+            else frozenset()
+        )
+        self._wakeups = Wakeups(
+            rules,
+            self._lifecycle,
+            snapshot_inputs,
+            self.config.memo_size,
+            self.scorer,
+            # the recency score moves by time; only snapshots show it, unless a decision reads it
+            recency_read=bool(snapshot_inputs) or "rfm_r_score" in read,
+        )
         self._alert_features = tuple(n for n in FEATURES if "alerts" in FEATURES[n].depends_on)
         self._alert_dependent = tuple(
             r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
@@ -212,7 +225,7 @@ class Engine:
             if not one.alerts_changed:
                 break
             self._round(one, frozenset(), result, self._alert_dependent)
-        if snapshots is not None and scored is not None:
+        if snapshots is not None and scored is not None and self.config.snapshots:
             snapshots.check(one, scored, result)
         result.eval_seconds = time.perf_counter() - started
         return result

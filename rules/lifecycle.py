@@ -57,6 +57,12 @@ class Lifecycle:
         self.shown = {r.id: frozenset(_template_names(r)) for r in rules.rules}
         """Per rule: the features its summary, description and task title show."""
 
+    def conditions(self, rule_id: str) -> tuple[Memo, ...]:
+        """The rule's ``when`` and, if it has one, its ``resolve_when``, compiled."""
+        resolve_when = self._resolve_when.get(rule_id)
+        when = self._when[rule_id]
+        return (when,) if resolve_when is None else (when, resolve_when)
+
     def known(self, rule_id: str) -> bool:
         """True if the rule is in the pack (a record of another rule is to be forgotten)."""
         return rule_id in self._by_id

@@ -14,19 +14,28 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from math import inf, nextafter
+from typing import Any
 
-from rules.evaluation import Evaluation, holds_not
+from rules.evaluation import CEL_ERRORS, Evaluation, holds_not
 from rules.lifecycle import Lifecycle
 from rules.loader import RuleSet
 from rules.memo import Memo
-from rules.scoring import CompiledScoring
+from rules.scoring import CompiledScoring, Scorer
 from schemas import EVENT_KINDS
 from streams.features import FEATURES, KINDS_CHANGING
+from streams.sketch import next_score_change
 from streams.state import DAY, CustomerState, day_of
 
-Waker = tuple[Memo | None, tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...], bool]
-"""A time-based rule's guard, own day-counter thresholds, other time inputs, and whether
-all of them change only at midnight."""
+Probe = tuple[str, tuple[Memo, ...]]
+"""A day counter that a rule compares with more than literals, and the rule's conditions."""
+Waker = tuple[
+    Memo | None, tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...], bool, Probe | None
+]
+"""A time-based rule's guard, own day-counter thresholds, other time inputs, whether all of
+them change only at midnight, and the day counter probed for the day its conditions flip."""
+
+PROBE_DAYS = 400
+"""How many days ahead a probe looks for a flip; without one it wakes the customer there."""
 
 
 def _version(state: CustomerState) -> tuple[float | None, str | None]:
@@ -53,8 +62,15 @@ class Wakeups:
         lifecycle: Lifecycle,
         snapshot_inputs: frozenset[str],
         cache_size: int,
+        scorer: Scorer | None = None,
+        recency_read: bool = True,
     ) -> None:
         self._lifecycle = lifecycle
+        self._scorer = scorer
+        self._recency_read = scorer is not None and recency_read
+        # the health trend moves by time alone; only a decision that reads it needs a wake-up
+        read = rules.inputs | (rules.scoring.inputs if rules.scoring is not None else frozenset())
+        self._trend_read = "health_trend_7d" in read
         self._has_scoring = rules.scoring is not None
         self._timing: dict[str, Timing] = {}
         self._cache_size = cache_size
@@ -90,14 +106,21 @@ class Wakeups:
                     n for n in r.inputs if FEATURES[n].changes_with_time and n not in r.thresholds
                 )
             )
+            probe = None
+            if len(others) == 1 and not r.thresholds and _probed(others[0]):
+                # the only thing time changes is a day counter compared with an expression
+                # of what only events change: wake on the day the conditions flip
+                probe = (others[0], lifecycle.conditions(r.id))
+                others = ()
             own = _ascending(r.thresholds.items()) if guard is not None else ()
-            if own or others:  # a rule woken by its thresholds alone is in the merged search
-                daily_only = all(FEATURES[n].daily for n in (*others, *dict(own)))
-                wakers.append((guard, own, others, daily_only))
+            if own or others or probe:  # a rule woken by thresholds alone is merged below
+                timed = (*others, *dict(own), *([probe[0]] if probe else []))
+                daily_only = all(FEATURES[n].daily for n in timed)
+                wakers.append((guard, own, others, daily_only, probe))
         self._wakers = tuple(wakers)
         self._thresholds = _ascending(merged.items())
         # scoring's time inputs whose changes an unguarded rule's wake-ups already count
-        covered = {n for guard, _, others, _ in wakers if guard is None for n in others}
+        covered = {n for guard, _, others, _, _ in wakers if guard is None for n in others}
         self._score_timed = frozenset(
             n
             for n in score_timed
@@ -105,7 +128,7 @@ class Wakeups:
             and not (FEATURES[n].moves_with and covered.issuperset(FEATURES[n].moves_with))
         )
         self._searched = _cheap_first(
-            {n for *_, others, _ in wakers for n in others} | self._score_timed
+            {n for _, _, others, _, _ in wakers for n in others} | self._score_timed
         )
 
     # -- deadlines -----------------------------------------------------------------------
@@ -221,23 +244,57 @@ class Wakeups:
         best = self._earliest(state, at, changes, self._thresholds, (), best, midnight)
         one = None
         wanted = set(self._score_timed)  # time inputs whose next change may wake it
-        for guard, thresholds, others, daily_only in self._wakers:
+        for guard, thresholds, others, daily_only, probe in self._wakers:
             if daily_only and best <= midnight:
                 continue
-            if guard is not None:
+            if guard is not None or probe is not None:
                 if one is None:
                     one = Evaluation(state, at)
-                if holds_not(guard, one):
+                if guard is not None and holds_not(guard, one):
                     continue  # cannot hold until an event changes the guard
             if thresholds:
                 best = self._earliest(state, at, changes, thresholds, (), best, midnight)
+            if probe is not None:
+                assert one is not None
+                best = _flip(one, probe, best)
             wanted.update(others)
         # in the order of _searched: the cheap ones first, then what midnight may skip
         others = tuple(n for n in self._searched if n in wanted)
         best = self._earliest(state, at, changes, (), others, best, midnight)
         if self._has_scoring:
             best = self._grid_deadline(state, at, best, midnight)
+        if self._scorer is not None and best > midnight:
+            if self._recency_read:
+                best = self._recency_deadline(state, at, best)
+            if self._trend_read:
+                best = self._trend_deadline(state, at, best)
         return best
+
+    def _trend_deadline(self, state: CustomerState, at: float, best: float) -> float:
+        """The earliest of ``best`` and the midnight a recorded health score leaves the trend
+        window (the trend then compares with another score)."""
+        assert self._scorer is not None
+        days = self._scorer.scoring.spec.health.trend_days
+        recorded: list[int] = state.scores.get("hd", [])
+        cutoff = day_of(at) - days
+        for i in range(0, len(recorded), 2):
+            if recorded[i] > cutoff:
+                t = (recorded[i] + days) * DAY
+                return t if at < t < best else best
+        return best
+
+    def _recency_deadline(self, state: CustomerState, at: float, best: float) -> float:
+        """The earliest of ``best`` and the midnight the RFM recency score moves by time (a
+        snapshot shows it); the other RFM scores change only by orders and cut points."""
+        assert self._scorer is not None
+        cuts, last = self._scorer.cuts, state.rfm_last_day
+        if cuts is None or last is None:
+            return best
+        step = next_score_change(day_of(at) - last, cuts.recency)
+        if step is None:
+            return best
+        t = (last + step) * DAY
+        return t if at < t < best else best
 
     def _grid_deadline(
         self,
@@ -349,6 +406,47 @@ class Wakeups:
                 if not any(low < v <= high for v in values):
                     keep.discard(name)
         return frozenset(keep)
+
+
+def _probed(name: str) -> bool:
+    """True if the feature is a day counter that counts up, which a rule can be probed on."""
+    feature = FEATURES[name]
+    return feature.reaches is not None and not feature.counts_down and not feature.moves_with
+
+
+def _flip(one: Evaluation, probe: Probe, best: float) -> float:
+    """The earliest of ``best`` and the moment the day counter reaches the first value at
+    which one of the conditions gives another result than now (other inputs as they are).
+
+    The conditions are run on the values the counter will take, one day at a time, up to
+    its value at ``best`` or :data:`PROBE_DAYS` ahead; a failing run counts as a flip.
+    """
+    name, conditions = probe
+    feature = FEATURES[name]
+    reaches = feature.reaches
+    assert reaches is not None
+    state, at = one.state, one.at
+    start = one.value(name)
+    last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
+    last = min(last, start + PROBE_DAYS)
+
+    def results(counter: int) -> tuple[Any, ...] | None:
+        def value(n: str) -> Any:
+            return counter if n == name else one.value(n)
+
+        try:
+            return tuple(memo.run(value) for memo in conditions)
+        except CEL_ERRORS:
+            return None
+
+    now = results(start)
+    found = last
+    for counter in range(start + 1, last + 1):
+        if now is None or results(counter) != now:
+            found = counter
+            break
+    t = reaches(state, at, found) if found > start else None
+    return t if t is not None and at < t < best else best
 
 
 def _midnight_after(at: float) -> float:

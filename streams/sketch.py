@@ -324,6 +324,20 @@ def merge_sketches(summaries: Iterable[RfmSketch]) -> RfmSketch:
     return merged
 
 
+def next_score_change(value: int, cuts: Cuts) -> int | None:
+    """The smallest whole value above ``value`` that scores differently against ``cuts`` (a
+    day counter's next step that moves its score); None when no higher value does."""
+    at = _at_resolution(value)
+    for cut in cuts:  # ascending: the first cut the value is not above yet
+        level = _at_resolution(cut)
+        if level >= at:
+            candidate = max(value + 1, math.floor(cut))
+            while _at_resolution(candidate) <= level:
+                candidate += 1
+            return candidate
+    return None
+
+
 def _at_resolution(value: float) -> float:
     """``value`` rounded to the representative value of its DDSketch bucket."""
     if math.isnan(value):

@@ -753,6 +753,63 @@ def test_thresholds_of_several_rules_on_one_counter_wake_at_each_in_turn(tmp_pat
     assert wakes == [at(days=d).timestamp() for d in (7, 14, 30)]
 
 
+RHYTHM = """\
+- id: rhythm
+  applies_to: order_count >= 3
+  when: days_since_last_order >= 5 && double(days_since_last_order) > 3.0 * order_gap_median_days
+  severity: high
+  summary: "no order for {{ days_since_last_order }} days"
+"""
+
+
+def _regular_buyer(engine: Engine) -> CustomerState:
+    """Three orders two days apart (median gap 2 days); the last at T0 + 4 days."""
+    state = CustomerState(CID)
+    feed(
+        engine,
+        state,
+        [order(at(days=2 * i), f"o-{i}", "paid", event_id=f"o-{i}") for i in range(3)],
+    )
+    return state
+
+
+def test_a_counter_compared_with_an_expression_wakes_on_the_day_the_rule_flips(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(pack(tmp_path, RHYTHM))
+    state = _regular_buyer(engine)
+    # more than 3 × 2 days since the last order: 7 days after it, not each day before
+    assert engine.next_deadline(state) == at(days=4 + 7).timestamp()
+    fired = engine.advance(state, at(days=4 + 7).timestamp())
+    assert [(a.rule_id, a.status) for a in alerts(fired)] == [("rhythm", "firing")]
+    # firing, nothing can change it by time any more: no wake-up within the probe's reach
+    due = engine.next_deadline(state)
+    assert due is None or due > at(days=4 + 7 + 300).timestamp()
+
+
+def test_the_probe_gives_the_alerts_of_waking_every_day(tmp_path: Path) -> None:
+    engine = make_engine(pack(tmp_path, RHYTHM))
+    probed = _regular_buyer(engine)
+    daily = _regular_buyer(engine)
+    by_probe = Result()
+    while (due := engine.next_deadline(probed)) is not None and due <= at(days=40).timestamp():
+        by_probe.extend(engine.advance(probed, due))
+    every_day = Result()
+    for day in range(5, 41):
+        every_day.extend(engine.advance(daily, at(days=day).timestamp()))
+    assert summary(by_probe.outputs) == summary(every_day.outputs)
+    assert alerts(by_probe)  # the rule did fire
+
+
+def test_a_rule_with_two_time_inputs_is_not_probed(tmp_path: Path) -> None:
+    both = RHYTHM.replace(
+        "&& double(", "&& days_since_last_login + 1 > 0 && double("
+    )  # login days: another time input, compared with arithmetic
+    engine = make_engine(pack(tmp_path, both))
+    state = _regular_buyer(engine)
+    assert engine.next_deadline(state) == at(days=4 + 1).timestamp()  # the next day, as before
+
+
 def test_core_pack_wakes_a_quiet_customer_rarely(core: RuleSet) -> None:
     engine = make_engine(core)
     state = CustomerState(CID)

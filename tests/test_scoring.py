@@ -527,6 +527,44 @@ def test_health_trend_is_the_change_since_the_last_score_a_week_or_more_ago(
         assert all(kept[j + 1] != kept[j + 3] for j in range(0, len(kept) - 2, 2)), kept
 
 
+def test_a_tier_that_reads_the_trend_changes_the_midnight_the_trend_moves(
+    tmp_path: Path,
+) -> None:
+    falling = CRITICAL_ONLY.replace(
+        "tiers:\n  - id: normal",
+        'tiers:\n  - id: falling\n    when: "health_trend_7d <= -10"\n  - id: normal',
+    )
+    engine = Engine(load_rules([scoring_file(tmp_path, falling)]), EngineConfig(), lambda: 0.0)
+    state = CustomerState(CID)
+    feed(
+        engine,
+        state,
+        [account(T0), ticket(T0 + timedelta(days=8), "t1", "opened", "question", "critical")],
+    )
+    assert (state.scores["tier"], state.scores["trend"]) == ("falling", -60)
+    # the drop leaves the 7-day window at the midnight 7 days after its day: woken then
+    drop_day = day_of((T0 + timedelta(days=8)).timestamp())
+    assert engine.next_deadline(state) == (drop_day + 7) * 86400.0
+    changed = engine.advance(state, (drop_day + 7) * 86400.0)
+    assert [o.evidence["to"] for o in changed.outputs] == ["normal"]
+
+
+def test_the_recency_score_wakes_a_customer_the_midnight_it_moves(tmp_path: Path) -> None:
+    engine = Engine(
+        load_rules([scoring_file(tmp_path, CRITICAL_ONLY)]), EngineConfig(), lambda: 0.0
+    )
+    engine.set_cut_points(CutPoints((2.0, 10.0, 30.0, 60.0), (1, 2, 3, 5), (1, 2, 3, 4), 100, 0.0))
+    state = CustomerState(CID)
+    feed(engine, state, [order(T0, "o-1", "paid", event_id="o-1")])
+    assert state.scores["r"] == 5
+    last = state.rfm_last_day
+    assert last is not None
+    # recency 3 days (above the cut at 2) scores 4: a snapshot that midnight, not later
+    assert engine.next_deadline(state) == (last + 3) * 86400.0
+    moved = engine.advance(state, (last + 3) * 86400.0)
+    assert [(s.rfm.r_score, s.reasons) for s in moved.snapshots] == [(4, ["rfm"])]
+
+
 def legacy_layout(scorer: Scorer, state: CustomerState, at: float) -> dict[str, Any]:
     """``state.scores`` as the layout before SCORES_LAYOUT 2 stored it."""
     scores = dict(state.scores)

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from ddsketch import DDSketch
 from ddsketch.pb.proto import DDSketchProto
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.sketch import (
     ALL_PARTITIONS,
@@ -20,6 +22,7 @@ from streams.sketch import (
     RfmSketch,
     cut_points,
     merge_all,
+    next_score_change,
     score,
 )
 
@@ -321,3 +324,22 @@ def test_a_sketched_quantile_ties_with_the_value_it_stands_for() -> None:
         assert cuts is not None
         assert score(value, cuts.frequency, higher_is_better=True) == 1, value
         assert score(value, cuts.recency, higher_is_better=False) == 5, value
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([0.0, 0.99, 1.0, 2.0, 5.0, 30.0, 60.5, 250.0, 400.0]),
+        min_size=4,
+        max_size=4,
+    ).map(lambda c: tuple(sorted(c))),
+    st.integers(min_value=0, max_value=600),
+)
+def test_next_score_change_is_the_first_higher_value_that_scores_otherwise(
+    cuts: tuple[float, float, float, float], value: int
+) -> None:
+    now = score(value, cuts, higher_is_better=False)
+    first = next(
+        (v for v in range(value + 1, 2000) if score(v, cuts, higher_is_better=False) != now), None
+    )
+    assert next_score_change(value, cuts) == first
