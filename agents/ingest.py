@@ -17,7 +17,7 @@ from agents.runtime import Pipeline
 from agents.views import register_views
 from rules.engine import Engine
 from rules.loader import RuleSet, load_rules
-from streams.app import Topics
+from streams.app import App, Topics
 from streams.clock import Clock, WallClock, WatermarkClock
 from streams.settings import Settings
 
@@ -53,6 +53,8 @@ def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
         metrics=metrics,
     )
     reader = InputReader(app, settings, pipeline)
+    if isinstance(app, App):  # a graceful stop flushes and commits before Faust stops
+        app.before_stop.append(reader.drain)
 
     async def anchor(stream: StreamT[Any]) -> None:
         # Faust's group assigns churnguard.ticks with the table's changelog: the partitions of

@@ -12,11 +12,14 @@ one started.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from streams.partitioning import partition_of_key
+
+log = logging.getLogger("churnguard.producer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,7 @@ class Handoff:
             self._room.clear()
             await self._room.wait()
         acked: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        acked.add_done_callback(_retrieved)
         key = (topic, partition)
         self._waiting += 1
         self._last[key] = asyncio.ensure_future(
@@ -94,12 +98,26 @@ class Handoff:
             acked.cancel()
             raise
         except Exception as exc:  # the caller learns it from the batch's Sent
+            log.warning(
+                "batch_not_delivered topic=%s partition=%d error=%r (not committed: the input "
+                "is read again)",
+                topic,
+                partition,
+                exc,
+            )
             acked.set_exception(exc)
             return
         finally:
             self._waiting -= 1
             self._room.set()
         delivery.add_done_callback(lambda done: _settle(done, acked))
+
+
+def _retrieved(acked: asyncio.Future[Any]) -> None:
+    """Mark a failed batch's exception as seen: it is logged above, and a caller that is gone
+    (a worker stopping) leaves it unawaited without asyncio reporting it as lost."""
+    if not acked.cancelled():
+        acked.exception()
 
 
 def _settle(done: asyncio.Future[Any], acked: asyncio.Future[Any]) -> None:

@@ -57,6 +57,7 @@ class InputReader:
         self.committed: dict[TopicPartition, int] = {}
         self.last_sweep: dict[int, float] = {}
         self.max_idle_s = settings.max_idle_ms / 1000.0
+        self._step_lock = asyncio.Lock()  # a drain waits for the round in progress
 
     # -- rebalancing (Faust's signals) -------------------------------------------------------
     async def on_revoked(self) -> None:
@@ -163,10 +164,37 @@ class InputReader:
                     self.assigned.clear()
                     await self.assigned.wait()
                     continue
-                await self.step(consumer)
+                async with self._step_lock:
+                    if self.active:
+                        await self.step(consumer)
         finally:
             self.consumer = None
             await consumer.stop()
+
+    async def drain(self) -> None:
+        """Stop reading, flush what was processed and wait for its commit (a graceful stop).
+
+        Runs before Faust stops its consumer (which closes the stores) and its producer: the
+        partitions' next owner then starts where this worker stopped instead of replaying the
+        uncommitted tail.
+        """
+        owned = list(self.owned)
+        async with self._step_lock:
+            consumer = self.consumer
+            if self.active and consumer is not None:
+                generation = self.generation
+                for p in owned:
+                    await self._flush(consumer, p, generation)
+                self.active = False
+                self.generation += 1
+        pending = [c for c in self.commits.values() if not c.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=REVOKE_WAIT_S)
+        log.info(
+            "inputs_drained partitions=%s uncommitted_flushes=%d",
+            owned,
+            sum(1 for c in self.commits.values() if not c.done()),
+        )
 
     def _current(self, generation: int) -> bool:
         """True while no rebalance happened since ``generation`` was read."""
@@ -284,6 +312,8 @@ class InputReader:
         if offsets is None or not self._current(generation):  # its store may be gone
             return
         flushed = await self.pipeline.flush(partition)
+        if not self._current(generation):  # revoked while the outputs were acknowledged
+            return
         if flushed is None and not offsets:
             return
         previous = self.commits.get(partition)
@@ -305,6 +335,14 @@ class InputReader:
             if flushed is not None:
                 await self.pipeline.delivered(flushed)
         except Exception as exc:  # the records are not written: stop before committing
+            if self.app.should_stop:  # the producer closed under a stopping worker
+                log.warning(
+                    "flush_not_committed partition=%s reason=stopping error=%r "
+                    "(its input is read again by the partition's next owner)",
+                    flushed.partition if flushed else None,
+                    exc,
+                )
+                return
             log.critical(
                 "delivery_failed partition=%s error=%r action=stop_worker "
                 "(uncommitted input is read again on restart)",

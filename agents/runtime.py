@@ -3,11 +3,13 @@
 The input reader (agents/reader.py) hands a partition's records here in event-time order.
 They are decoded and validated as they are read; a batch is grouped by customer and applied
 with one state in hand per customer (rules/batch.py). Each partition has a write-behind
-buffer: a flush writes each dirty customer to the table once (with its next deadline, which
-also goes into the partition's deadline index), hands the changelog records, alerts, tasks,
-snapshots, dead letters and re-keyed records to the producer without waiting per record, and
-gives back the deliveries; the reader commits the partition's input offsets only once they
-are all acknowledged, so committed offsets never run ahead of persisted state.
+buffer: a flush first waits until the broker acknowledged the outputs of its events
+(alerts, tasks, snapshots, dead letters, re-keyed records: a persisted state makes a replay of
+its events a duplicate, so outputs must not be lost after it), then writes each dirty customer
+to the table once (with its next deadline, which also goes into the partition's deadline
+index), hands the changelog records to the producer without waiting per record, and gives
+back the deliveries; the reader commits the partition's input offsets only once they are all
+acknowledged, so committed offsets never run ahead of persisted state.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ class Pipeline:
         self.handoff = Handoff()
         self.indexes: dict[int, DeadlineIndex] = {}
         self.index_stale = True
+        self.epoch = 0  # +1 at every revocation: a flush that spans one is dropped
         self.rfm = RfmPopulation()
         self.rfm_summaries: dict[bytes, bytes] = {}  # partition → newest summary, all workers
         # event mode sweeps on the watermark itself: one clock, observed once per event
@@ -358,6 +361,16 @@ class Pipeline:
         if buf is None:
             return None
         started = time.perf_counter()
+        epoch = self.epoch
+        deliveries = buf.deliveries + await self._send(
+            [self._output_record(out) for out in buf.outputs]
+        )
+        await self._outputs_acknowledged(partition, deliveries)
+        if self.epoch != epoch:  # revoked meanwhile: its store may be closed, the offsets
+            log.info(  # are not committed, and the next owner replays these events
+                "flush_dropped partition=%d reason=rebalance events=%d", partition, buf.records
+            )
+            return None
         index = self.indexes.setdefault(partition, DeadlineIndex())
         scoring = self.engine.scorer is not None
         fingerprint = self.engine.rules.fingerprint
@@ -386,9 +399,6 @@ class Pipeline:
             if items
             else []
         )
-        deliveries = buf.deliveries + await self._send(
-            [self._output_record(out) for out in buf.outputs]
-        )
         self.metrics.flushed_states.inc(len(items))
         self.metrics.flush_seconds.observe(time.perf_counter() - started)
         return Flushed(
@@ -400,6 +410,27 @@ class Pipeline:
             buf.records,
             started,
         )
+
+    async def _outputs_acknowledged(self, partition: int, deliveries: list[Sent]) -> None:
+        """Wait until the broker acknowledged the outputs of the events about to be persisted.
+
+        A state is written (table and changelog) only after the alerts, tasks, snapshots, dead
+        letters and re-keyed records its events produced are on the broker: a state that
+        records an event makes its replay a duplicate (``event_id``), so outputs lost after
+        it was persisted would never be sent again. Raises what the producer raised.
+        """
+        if not deliveries:
+            return
+        try:
+            await asyncio.gather(*(sent.future for sent in deliveries))
+        except Exception as exc:
+            log.critical(
+                "delivery_failed partition=%d error=%r action=stop_worker (no state "
+                "persisted for these events; uncommitted input is read again on restart)",
+                partition,
+                exc,
+            )
+            raise
 
     async def delivered(self, flushed: Flushed) -> None:
         """Wait until a flush's records are acknowledged; then its changelog is persisted.
@@ -423,6 +454,7 @@ class Pipeline:
 
     def on_revoked(self, partitions: Iterable[int]) -> None:
         """Forget unflushed work of revoked partitions; their next owner replays it."""
+        self.epoch += 1
         for partition in partitions:
             dropped = self.buffers.pop(partition, None)
             self.cache.forget(partition)

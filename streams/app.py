@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust.types import TopicT
@@ -34,6 +36,28 @@ class Topics:
     health: TopicT
     deadletter: TopicT
     rfm: TopicT  # per-partition RFM summaries, read by every worker
+
+
+class App(faust.App):
+    """Faust's app with hooks that run first when it stops (``before_stop``).
+
+    Faust stops the consumer first, which closes the tables' stores, then flushes and closes
+    the producer. Work in flight of our own (the input reader's last flush and commit) must
+    end before either; a hook that fails is logged and the stop goes on.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
+
+    async def on_stop(self) -> None:
+        """Run the ``before_stop`` hooks, then Faust's own stop."""
+        for hook in self.before_stop:
+            try:
+                await hook()
+            except Exception as exc:
+                log.error("before_stop_hook_failed hook=%r error=%r action=stop", hook, exc)
+        await super().on_stop()
 
 
 class Worker(faust.Worker):
@@ -151,7 +175,7 @@ def create_app(settings: Settings) -> faust.App:
         conf["broker_credentials"] = credentials
     conf["producer_linger"] = settings.producer_linger_ms / 1000.0
     conf["producer_max_batch_size"] = settings.producer_max_batch_size
-    app = faust.App(settings.app_id, **conf)  # type: ignore[arg-type]
+    app = App(settings.app_id, **conf)
     compact = {"cleanup.policy": "compact"}
     delete = {"cleanup.policy": "delete"}
     topics = Topics(
