@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint prometheus-rules bench clean
+.PHONY: demo test test-faults lint prometheus-rules bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,10 @@ demo: $(STAMP)  ## the whole pipeline on the embedded broker, alerts printed as 
 	$(BIN)/churnguard demo
 
 test: $(STAMP) lint prometheus-rules  ## lint, types, alert rules, unit and integration tests
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not faults"
+
+test-faults: $(STAMP)  ## the slow scale-out and fault tests (docs/operations.md); .ci/run runs both
+	$(BIN)/pytest -q -rxs -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

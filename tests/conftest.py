@@ -130,6 +130,40 @@ class Worker:
         except (aiohttp.ClientError, TimeoutError):
             return None
 
+    async def readiness(self) -> tuple[int, dict[str, Any]] | None:
+        """``/readyz``: its status code and JSON body, or None while the port does not answer."""
+        url = f"http://127.0.0.1:{self.web_port}/readyz"
+        try:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp,
+            ):
+                return resp.status, dict(await resp.json())
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+
+    async def wait_ready(
+        self, partitions: Callable[[list[int]], bool] = bool, timeout: float = 90.0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """Poll ``/readyz`` until it says ready with owned partitions matching ``partitions``;
+        every answer seen on the way, in order (a 503 among them says why it was not ready)."""
+        deadline = time.monotonic() + timeout
+        seen: list[tuple[int, dict[str, Any]]] = []
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"worker exited ({self.proc.returncode}):\n{self.log()[-3000:]}"
+                )
+            answer = await self.readiness()
+            if answer is not None:
+                if not seen or seen[-1] != answer:
+                    seen.append(answer)
+                status, body = answer
+                if status == 200 and partitions(body["partitions"]):
+                    return seen
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"never ready as wanted; answers seen: {seen[-10:]}")
+
     async def metrics(self) -> str:
         url = f"http://127.0.0.1:{self.web_port}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as resp:

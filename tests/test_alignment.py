@@ -102,7 +102,7 @@ def test_records_arriving_in_any_chunks_come_out_in_event_time_order(
     while any(sent[n] < len(t) for n, t in zip(names, topics, strict=True)):
         name = data.draw(st.sampled_from(names))
         times = topics[names.index(name)]
-        k = data.draw(st.integers(0, len(times) - sent[name]))
+        k = data.draw(st.integers(min(1, len(times) - sent[name]), len(times) - sent[name]))
         a.add(name, [(t, f"{name}:{t}") for t in times[sent[name] : sent[name] + k]])
         sent[name] += k
         for n, t in zip(names, topics, strict=True):
