@@ -12,6 +12,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from agents.ingest import register
 from agents.metrics import Metrics
+from agents.preflight import PreflightError, check_data_dir, quarantine_corrupt_stores
 from rules.loader import RulePackError
 from streams.app import create_app
 from streams.settings import Settings
@@ -143,9 +144,15 @@ def main() -> None:
         return
     try:
         settings = Settings()
+        if sys.argv[1:2] == ["worker"] and settings.store.startswith("rocksdb"):
+            check_data_dir(settings.data_dir)
+            quarantine_corrupt_stores(settings.data_dir)
         app = build_app(settings)
     except RulePackError as exc:
         click.echo(f"churnguard: invalid rule pack, nothing loaded:\n{exc}", err=True)
+        sys.exit(2)
+    except PreflightError as exc:
+        click.echo(f"churnguard: cannot start: {exc}", err=True)
         sys.exit(2)
     except ValueError as exc:  # settings from the environment, the CLV model file
         click.echo(f"churnguard: cannot start: {exc}", err=True)
