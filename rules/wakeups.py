@@ -430,12 +430,13 @@ def _flip(one: Evaluation, probe: Probe, best: float) -> float:
     last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
     last = min(last, start + PROBE_DAYS)
 
-    def results(counter: int) -> tuple[Any, ...] | None:
-        def value(n: str) -> Any:
-            return counter if n == name else one.value(n)
+    values = {n: one.value(n) for memo in conditions for n in memo.names}
+    read = values.__getitem__
 
+    def results(counter: int) -> tuple[Any, ...] | None:
+        values[name] = counter
         try:
-            return tuple(memo.run(value) for memo in conditions)
+            return tuple([memo.run(read) for memo in conditions])
         except CEL_ERRORS:
             return None
 

@@ -29,6 +29,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ddsketch import DDSketch
@@ -338,6 +339,7 @@ def next_score_change(value: int, cuts: Cuts) -> int | None:
     return None
 
 
+@lru_cache(maxsize=1 << 14)
 def _at_resolution(value: float) -> float:
     """``value`` rounded to the representative value of its DDSketch bucket."""
     if math.isnan(value):
