@@ -34,7 +34,7 @@ Waker = tuple[
 """A time-based rule's guard, own day-counter thresholds, other time inputs, whether all of
 them change only at midnight, and the day counter probed for the day its conditions flip."""
 
-PROBE_DAYS = 400
+PROBE_DAYS = 120
 """How many days ahead a probe looks for a flip; without one it wakes the customer there."""
 
 
@@ -430,13 +430,14 @@ def _flip(one: Evaluation, probe: Probe, best: float) -> float:
     last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
     last = min(last, start + PROBE_DAYS)
 
+    # the programs run directly: a memo would fill with one entry per day probed
     values = {n: one.value(n) for memo in conditions for n in memo.names}
-    read = values.__getitem__
+    programs = [memo.program for memo in conditions]
 
     def results(counter: int) -> tuple[Any, ...] | None:
         values[name] = counter
         try:
-            return tuple([memo.run(read) for memo in conditions])
+            return tuple([program.execute(values) for program in programs])
         except CEL_ERRORS:
             return None
 
