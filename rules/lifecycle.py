@@ -58,10 +58,10 @@ class Lifecycle:
         """Per rule: the features its summary, description and task title show."""
 
     def conditions(self, rule_id: str) -> tuple[Memo, ...]:
-        """The rule's ``when`` and, if it has one, its ``resolve_when``, compiled."""
-        resolve_when = self._resolve_when.get(rule_id)
-        when = self._when[rule_id]
-        return (when,) if resolve_when is None else (when, resolve_when)
+        """The rule's ``when`` and, where it has them, ``resolve_when`` and ``applies_to``,
+        compiled: what decides its step besides lifecycle timers and other alerts."""
+        optional = (self._resolve_when.get(rule_id), self.applies_to.get(rule_id))
+        return (self._when[rule_id], *(m for m in optional if m is not None))
 
     def known(self, rule_id: str) -> bool:
         """True if the rule is in the pack (a record of another rule is to be forgotten)."""

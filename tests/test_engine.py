@@ -801,6 +801,21 @@ def test_the_probe_gives_the_alerts_of_waking_every_day(tmp_path: Path) -> None:
     assert alerts(by_probe)  # the rule did fire
 
 
+def test_a_probed_rule_wakes_when_its_guard_on_the_counter_flips(tmp_path: Path) -> None:
+    # the guard reads the counter too (so it is not a static guard): its flip is a wake-up
+    guarded = RHYTHM.replace(
+        "applies_to: order_count >= 3", "applies_to: days_since_last_order >= 9"
+    )
+    engine = make_engine(pack(tmp_path, guarded.replace("3.0 * order_gap_median_days", "0.0")))
+    state = _regular_buyer(engine)
+    # `when` holds from 5 days on, the guard from 9: the rule can fire 9 days after the order
+    assert engine.next_deadline(state) == at(days=4 + 5).timestamp()
+    engine.advance(state, at(days=4 + 5).timestamp())
+    assert engine.next_deadline(state) == at(days=4 + 9).timestamp()
+    fired = engine.advance(state, at(days=4 + 9).timestamp())
+    assert [(a.rule_id, a.status) for a in alerts(fired)] == [("rhythm", "firing")]
+
+
 def test_a_rule_with_two_time_inputs_is_not_probed(tmp_path: Path) -> None:
     both = RHYTHM.replace(
         "&& double(", "&& days_since_last_login + 1 > 0 && double("
