@@ -36,9 +36,24 @@ class Readiness:
 
 
 def decide_readiness(
-    *, recovering: bool, remaining: int, assigned: bool, reading: bool, partitions: list[int]
+    *,
+    recovering: bool,
+    remaining: int,
+    assigned: bool,
+    reading: bool,
+    partitions: list[int],
+    broker_silent_s: float = 0.0,
+    broker_unreachable_s: float = float("inf"),
 ) -> Readiness:
-    """Ready when the table is recovered, the partitions assigned and the reader running."""
+    """Ready when the table is recovered, the partitions assigned, the reader running and the
+    broker answering its fetches (silent for less than ``broker_unreachable_s``)."""
+    if assigned and broker_silent_s >= broker_unreachable_s:
+        return Readiness(
+            False,
+            f"broker unreachable: no fetch answered for {broker_silent_s:.0f} s "
+            "(retrying; the worker resumes by itself when the broker is back)",
+            partitions,
+        )
     if recovering:
         return Readiness(
             False,
@@ -69,6 +84,8 @@ class WorkerProbe:
             assigned=self.reader.active,
             reading=self.reader.consumer is not None,
             partitions=self.owned(),
+            broker_silent_s=self.reader.broker_silence_s() if self.reader.active else 0.0,
+            broker_unreachable_s=self.reader.settings.broker_unreachable_s,
         )
 
     def ready(self) -> bool:

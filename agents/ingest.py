@@ -10,6 +10,7 @@ from faust.types import StreamT
 
 from agents.engine_config import engine_config
 from agents.health import WorkerProbe
+from agents.log_limits import limit_client_logs
 from agents.metrics import Metrics
 from agents.reader import InputReader
 from agents.rfm_population import read_rfm_summaries
@@ -43,6 +44,7 @@ def make_engine(settings: Settings) -> Engine:
 def register(app: faust.App, settings: Settings, metrics: Metrics) -> Pipeline:
     """Attach churnguard's input reader, partition anchor, timers and rebalance hooks."""
     topics: Topics = app.churnguard_topics  # type: ignore[attr-defined]
+    limit_client_logs()  # an unreachable broker: one line per message per 30 s, not 150/s
     pipeline = Pipeline(
         app=app,
         settings=settings,

@@ -58,6 +58,10 @@ class InputReader:
         self.last_sweep: dict[int, float] = {}
         self.max_idle_s = settings.max_idle_ms / 1000.0
         self._step_lock = asyncio.Lock()  # a drain waits for the round in progress
+        self.last_contact = time.monotonic()  # the broker last answered a fetch (or we were busy)
+        self._last_poll_ms = 0  # newest fetch answer seen (aiokafka's wall-clock ms)
+        self.unreachable = False  # broker_unreachable logged, broker_reachable not yet
+        self.silent_since = 0.0  # when the broker last answered before it was unreachable
 
     # -- rebalancing (Faust's signals) -------------------------------------------------------
     async def on_revoked(self) -> None:
@@ -77,6 +81,7 @@ class InputReader:
         )
         self.owned = owned
         self.pipeline.on_assigned()
+        await self.pipeline.restore_lost_changelog(owned)
         now = time.monotonic()
         self.aligners = {}
         for p in owned:
@@ -87,6 +92,7 @@ class InputReader:
         self.paused.clear()
         self.committed.clear()
         self.last_sweep = {p: now for p in owned}
+        self.last_contact = now
         if self.consumer is not None:
             tps = [TopicPartition(t, p) for p in owned for t in self.input_topics]
             self.consumer.assign(tps)  # positions restart from the committed offsets
@@ -210,6 +216,7 @@ class InputReader:
         fetched = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS)
         if not self._current(generation):
             return
+        self._note_contact(consumer, bool(fetched))
         decode = self.pipeline.decode
         for tp, messages in fetched.items():
             aligner = self.aligners.get(tp.partition)
@@ -260,6 +267,45 @@ class InputReader:
                 await self._flush(consumer, p, generation)
             if not self._current(generation):
                 return
+
+    def broker_silence_s(self) -> float:
+        """Seconds since the broker last answered a fetch of an owned input partition."""
+        return time.monotonic() - self.last_contact
+
+    def _note_contact(self, consumer: AIOKafkaConsumer, fetched: bool) -> None:
+        """Remember whether the broker answered this round's fetch; log the transitions.
+
+        aiokafka retries an unreachable broker by itself (and logs every failed attempt); the
+        reader only sees empty rounds. A fetch answer, even an empty one, moves
+        ``last_poll_timestamp``; paused partitions are not fetched, so while any is paused the
+        worker counts as busy, not cut off.
+        """
+        now = time.monotonic()
+        newest = max(
+            (consumer.last_poll_timestamp(tp) or 0 for tp in consumer.assignment()), default=0
+        )
+        answered = fetched or bool(self.paused) or newest > self._last_poll_ms
+        self._last_poll_ms = max(self._last_poll_ms, newest)
+        if answered:
+            if self.unreachable:
+                log.warning(
+                    "broker_reachable_again silent_s=%.1f action=resume",
+                    now - self.silent_since,
+                )
+                self.unreachable = False
+            self.last_contact = now
+            return
+        silent = now - self.last_contact
+        if not self.unreachable and silent >= self.settings.broker_unreachable_s:
+            self.unreachable = True
+            self.silent_since = self.last_contact
+            log.error(
+                "broker_unreachable silent_s=%.1f threshold_s=%.1f partitions=%s "
+                "action=retry_until_back (readyz 503; nothing committed meanwhile)",
+                silent,
+                self.settings.broker_unreachable_s,
+                self.owned,
+            )
 
     def _report_timeouts(self, partition: int, aligner: Aligner[Record]) -> None:
         for topic in aligner.gave_up:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.types import AppT
+from faust.types import TP, AppT
 
 from agents.metrics import Metrics
 from agents.producer import Handoff, OutRecord, Sent, send_batches, send_to_partition
@@ -467,6 +467,45 @@ class Pipeline:
                     partition,
                     dropped.records,
                 )
+
+    async def restore_lost_changelog(self, partitions: Iterable[int]) -> int:
+        """Write the local states back to changelogs that lost records; returns states written.
+
+        A changelog whose last offset is below the one the local store recorded as persisted
+        lost records: a topic deleted and re-created, a broker that lost its data (the
+        embedded test broker on restart), an unclean leader election. Faust would stop the
+        worker (``ConsistencyError``, exit 1; its check is off, see streams/app.py); the local
+        store is the better copy, so its states are sent to the changelog again, and a worker
+        that later recovers the partition from the changelog gets all of them back.
+        """
+        recovery = getattr(getattr(self.app, "tables", None), "recovery", None)
+        last_offsets = getattr(recovery, "active_highwaters", None) or {}
+        written = 0
+        for partition in partitions:
+            persisted = self.store.persisted_offset(partition)
+            last = last_offsets.get(TP(self.store.changelog_topic, partition))
+            if persisted is None or last is None or persisted <= last:
+                continue
+            log.critical(
+                "changelog_behind_local_store partition=%d persisted_offset=%d "
+                "changelog_last_offset=%d action=republish_local_states",
+                partition,
+                persisted,
+                last,
+            )
+            items = list(self.store.items(partition))
+            sent = await send_to_partition(
+                await self._producer(),
+                self.store.changelog_topic,
+                partition,
+                [(key, value, None) for key, value in items],
+                self.handoff,
+            )
+            offsets = await asyncio.gather(*(s.last_offset() for s in sent))
+            self.store.persisted(partition, max(offsets, default=last))
+            written += len(items)
+            log.warning("changelog_restored partition=%d states=%d", partition, len(items))
+        return written
 
     def on_assigned(self) -> None:
         """Deadline indexes are rebuilt from the table before the next sweep."""

@@ -11,9 +11,12 @@ partition), as Faust does.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from faust.types import TP
+
+from streams.partitioning import partition_for
 
 try:  # RocksDB store: write batches of its per-partition databases
     import rocksdict
@@ -49,6 +52,24 @@ class StateStore:
             store._db_for_partition(partition).write(batch)
             return
         self.table.data.data.update(items)
+
+    def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """Every (customer key, stored state) of ``partition`` in the local store."""
+        if self._rocks:
+            offset_key = self.table.data.offset_key
+            for key, value in self.table.data._db_for_partition(partition).items():
+                if key != offset_key and value is not None:
+                    yield key, value
+            return
+        partitions = self.table.partitions or 1
+        for key, value in list(self.table.data.data.items()):
+            if value is not None and partition_for(key.decode(), partitions) == partition:
+                yield key, value
+
+    def persisted_offset(self, partition: int) -> int | None:
+        """The last changelog offset the local store holds for ``partition`` (None: unknown)."""
+        offset = self.table.data.persisted_offset(TP(self.changelog_topic, partition))
+        return None if offset is None else int(offset)
 
     def persisted(self, partition: int, offset: int) -> None:
         """Remember that the changelog of ``partition`` is written up to ``offset``."""

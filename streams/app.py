@@ -168,6 +168,10 @@ def create_app(settings: Settings) -> faust.App:
         "autodiscover": False,
         "table_standby_replicas": settings.standby_replicas,
         "processing_guarantee": "at_least_once",
+        # a changelog behind the local store (it lost records) would stop Faust with
+        # ConsistencyError; the pipeline writes the local states back instead
+        # (Pipeline.restore_lost_changelog, after every assignment)
+        "recovery_consistency_check": False,
         "Worker": Worker,
     }
     credentials = broker_credentials(settings)

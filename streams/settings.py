@@ -127,6 +127,12 @@ class Settings(BaseSettings):
         "nothing new; Apache Kafka answers as soon as data arrives, but a broker that holds "
         "the fetch the whole time (Tansu does) adds up to this much to an alert's latency",
     )
+    broker_unreachable_s: float = Field(
+        15.0,
+        gt=0,
+        description="with no fetch answered by the broker for this long, /readyz says not ready "
+        "(broker unreachable) and the worker logs broker_unreachable once; it keeps retrying",
+    )
     batch_max_records: int = Field(
         5000, ge=1, description="records of one partition handed to the engine in one batch"
     )

@@ -94,3 +94,27 @@ def test_worker_state_families_are_exported_before_a_worker_is_attached() -> Non
         "churnguard_table_customers",
     ):
         assert f"# TYPE {name} gauge" in text
+
+
+def test_not_ready_while_the_broker_answers_no_fetch() -> None:
+    silent = decide_readiness(
+        recovering=False,
+        remaining=0,
+        assigned=True,
+        reading=True,
+        partitions=[0, 1],
+        broker_silent_s=20.0,
+        broker_unreachable_s=15.0,
+    )
+    assert not silent.ready
+    assert silent.reason.startswith("broker unreachable: no fetch answered for 20 s")
+    answering = decide_readiness(
+        recovering=False,
+        remaining=0,
+        assigned=True,
+        reading=True,
+        partitions=[0, 1],
+        broker_silent_s=14.0,
+        broker_unreachable_s=15.0,
+    )
+    assert answering.ready
