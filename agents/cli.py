@@ -160,4 +160,12 @@ def main() -> None:
     from faust.cli.faust import cli
 
     cli.help = HELP  # Faust's group help text is generic; say what churnguard is
-    app.main()
+    try:
+        app.main()
+    except SystemExit as stop:
+        # Faust exits 1 on any crash; a crash that names its code (a storage failure: 74)
+        # exits with it, so that an orchestrator and an operator tell them apart
+        code = getattr(app, "exit_code", None)
+        if code is not None and stop.code not in (0, None):
+            sys.exit(code)
+        raise

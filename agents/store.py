@@ -11,6 +11,7 @@ partition), as Faust does.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,27 @@ try:  # RocksDB store: write batches of its per-partition databases
     from faust.stores.rocksdb import Store as RocksDBStore
 except ImportError:  # pragma: no cover - rocksdict is a dependency
     RocksDBStore = None  # type: ignore[assignment,misc]
+
+log = logging.getLogger("churnguard.store")
+EXIT_STORAGE = 74  # sysexits EX_IOERR: the worker stopped because its data directory failed
+
+
+class StateStoreWriteError(RuntimeError):
+    """The local store refused a write (disk full, I/O error); the worker must stop.
+
+    ``exit_code`` is the worker's exit status (:data:`EXIT_STORAGE`); ``reason`` is
+    ``disk_full`` or ``io_error``.
+    """
+
+    exit_code = EXIT_STORAGE
+
+    def __init__(self, partition: int, path: str, reason: str, error: Exception) -> None:
+        super().__init__(
+            f"state_store_write_failed partition={partition} path={path} reason={reason}: {error}"
+        )
+        self.partition = partition
+        self.path = path
+        self.reason = reason
 
 
 class StateStore:
@@ -49,9 +71,28 @@ class StateStore:
             batch = rocksdict.WriteBatch(raw_mode=True)
             for key, value in items:
                 batch.put(key, value)
-            store._db_for_partition(partition).write(batch)
+            try:
+                store._db_for_partition(partition).write(batch)
+            except Exception as exc:  # rocksdict raises a bare Exception("IO error: …")
+                raise self._write_failed(partition, exc) from exc
             return
         self.table.data.data.update(items)
+
+    def _write_failed(self, partition: int, exc: Exception) -> StateStoreWriteError:
+        """Log a refused write once, as a structured critical line, and say why."""
+        reason = "disk_full" if "No space left" in str(exc) else "io_error"
+        path = str(self.table.data.partition_path(partition))
+        log.critical(
+            "state_store_write_failed partition=%d path=%s reason=%s error=%r "
+            "action=stop_worker exit_code=%d (nothing of it committed: the input is read "
+            "again after a restart)",
+            partition,
+            path,
+            reason,
+            exc,
+            EXIT_STORAGE,
+        )
+        return StateStoreWriteError(partition, path, reason, exc)
 
     def items(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
         """Every (customer key, stored state) of ``partition`` in the local store."""
@@ -73,4 +114,9 @@ class StateStore:
 
     def persisted(self, partition: int, offset: int) -> None:
         """Remember that the changelog of ``partition`` is written up to ``offset``."""
-        self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
+        try:
+            self.table.data.set_persisted_offset(TP(self.changelog_topic, partition), offset)
+        except Exception as exc:  # the RocksDB store's put: disk full, I/O error
+            if not self._rocks:
+                raise
+            raise self._write_failed(partition, exc) from exc

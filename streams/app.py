@@ -49,6 +49,14 @@ class App(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.before_stop: list[Callable[[], Awaitable[None]]] = []
+        self.exit_code: int | None = None  # set by a crash whose reason names one
+
+    async def crash(self, reason: BaseException) -> None:
+        """Crash as Faust does; remember the reason's ``exit_code`` (the CLI exits with it)."""
+        code = getattr(reason, "exit_code", None)
+        if isinstance(code, int) and self.exit_code is None:
+            self.exit_code = code
+        await super().crash(reason)
 
     async def on_stop(self) -> None:
         """Run the ``before_stop`` hooks, then Faust's own stop."""
