@@ -168,6 +168,12 @@ class Pipeline:
         try:
             if kind is None:
                 raise DecodeError("schema", f"missing {KIND_HEADER} header on re-keyed record")
+            if value is not None and len(value) > self.settings.max_event_bytes:
+                raise DecodeError(
+                    "too_large",
+                    f"value of {len(value)} bytes "
+                    f"(limit CHURNGUARD_MAX_EVENT_BYTES={self.settings.max_event_bytes})",
+                )
             event = decode_input(kind, value, items)
             self._check_time(event)
         except DecodeError as exc:

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
         86400.0, gt=0, description="events further ahead of wall time are dead-lettered"
     )
     deadletter_max_raw_bytes: int = Field(16384, ge=256)
+    max_event_bytes: int = Field(
+        524288,
+        ge=1024,
+        description="input values larger than this are dead-lettered (reason too_large) before "
+        "they are parsed; Apache Kafka's default message.max.bytes is 1 MiB",
+    )
     rule_packs: list[Path] = Field(default_factory=lambda: [BUILTIN_PACKS])
     task_fallback_assignee: str = Field(
         "cs-queue", description="assignee when the account lacks the rule's role"
