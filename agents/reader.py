@@ -284,7 +284,8 @@ class InputReader:
         newest = max(
             (consumer.last_poll_timestamp(tp) or 0 for tp in consumer.assignment()), default=0
         )
-        answered = fetched or bool(self.paused) or newest > self._last_poll_ms
+        # no partition owned (more workers than partitions): nothing to fetch, nothing to say
+        answered = fetched or not self.owned or bool(self.paused) or newest > self._last_poll_ms
         self._last_poll_ms = max(self._last_poll_ms, newest)
         if answered:
             if self.unreachable:
