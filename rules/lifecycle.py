@@ -129,8 +129,9 @@ class Lifecycle:
                 self._maybe_escalate(rule, one, rec, result)
                 return False
         holds = applies and inhibitor is None and self._when[rule.id].run(one.value) is True
-        if holds and resolved and resolve_when is not None:
-            # both conditions hold: stay resolved rather than flap on every evaluation
+        if holds and resolve_when is not None:
+            # both conditions hold: stay resolved (or idle) until resolve_when stops holding,
+            # rather than fire and clear again at every evaluation
             holds = resolve_when.run(one.value) is not True
         if not holds:
             if resolved:

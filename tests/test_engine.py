@@ -801,6 +801,97 @@ def test_the_probe_gives_the_alerts_of_waking_every_day(tmp_path: Path) -> None:
     assert alerts(by_probe)  # the rule did fire
 
 
+PROBED_PACK = """\
+- id: rhythm
+  applies_to: order_count >= {count}
+  when: >-
+    days_since_last_order >= {low}
+    && double(days_since_last_order) > {factor} * order_gap_median_days
+  {resolve}
+  severity: high
+  cooldown: {cooldown}
+  summary: "no order for {{{{ days_since_last_order }}}} days"
+"""
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(st.integers(min_value=0, max_value=40), min_size=1, max_size=6),
+    count=st.integers(min_value=1, max_value=4),
+    low=st.integers(min_value=0, max_value=60),
+    factor=st.sampled_from(["0.5", "1.0", "2.5", "3.0", "7.0"]),
+    # one that excludes `when`, and one that can hold with it (no firing while it holds)
+    resolve=st.sampled_from(
+        [
+            "",
+            "resolve_when: days_since_last_order < {low}",
+            "resolve_when: days_since_last_order < 10",
+        ]
+    ),
+    cooldown=st.sampled_from(["0s", "5d"]),
+)
+def test_probing_gives_the_alerts_of_evaluating_every_six_hours(
+    tmp_path_factory: pytest.TempPathFactory,
+    gaps: list[int],
+    count: int,
+    low: int,
+    factor: str,
+    resolve: str,
+    cooldown: str,
+) -> None:
+    text = PROBED_PACK.format(
+        count=count, low=low, factor=factor, resolve=resolve.format(low=low), cooldown=cooldown
+    )
+    ruleset = pack(tmp_path_factory.mktemp("probe"), text)
+    days = [sum(gaps[: i + 1]) for i in range(len(gaps))]
+    orders = [
+        order(at(days=d, hours=i), f"o-{i}", "paid", event_id=f"o-{i}") for i, d in enumerate(days)
+    ]
+    end = at(days=days[-1] + 300).timestamp()
+
+    def by_deadlines() -> list[tuple[Any, ...]]:
+        engine, state, out = make_engine(ruleset), CustomerState(CID), Result()
+        for event in orders:
+            out.extend(engine.apply(state, event))
+        while (due := engine.next_deadline(state)) is not None and due <= end:
+            out.extend(engine.advance(state, due))
+        out.extend(engine.advance(state, end))
+        return summary(out.outputs)
+
+    def with_logins() -> list[tuple[Any, ...]]:
+        # a login every 6 hours evaluates the customer whatever its deadline says (logins
+        # change nothing the rule reads): a flip the probe missed fires at a login instead
+        engine, state, out = make_engine(ruleset), CustomerState(CID), Result()
+        for event in orders:
+            out.extend(engine.apply(state, event))
+        t, n = orders[-1].occurred_at.timestamp() + 6 * 3600.0, 0
+        while t <= end:
+            when = datetime.fromtimestamp(t, UTC)
+            out.extend(engine.apply(state, login(when, event_id=f"l-{n}")))
+            t, n = t + 6 * 3600.0, n + 1
+        out.extend(engine.advance(state, end))
+        return [s for s in summary(out.outputs) if s[0] == "alert"]
+
+    assert [s for s in by_deadlines() if s[0] == "alert"] == with_logins()
+
+
+def test_a_rule_does_not_fire_while_its_resolve_when_holds(tmp_path: Path) -> None:
+    overlapping = """\
+- id: quiet
+  when: days_since_last_login >= 2
+  resolve_when: days_since_last_login < 5
+  severity: low
+  summary: q
+"""
+    engine = make_engine(pack(tmp_path, overlapping))
+    state = CustomerState(CID)
+    out = feed(engine, state, [login(T0)])
+    for hours in range(6, 10 * 24, 6):  # evaluated every 6 hours: no fire-and-clear each time
+        out.extend(engine.apply(state, ticket(at(hours=hours), f"t-{hours}", "closed")))
+    # both hold from day 2 to day 4: it fires only once resolve_when stops holding, on day 5
+    assert [(a.status, a.fired_at) for a in alerts(out)] == [("firing", at(days=5))]
+
+
 def test_a_probed_rule_wakes_when_its_guard_on_the_counter_flips(tmp_path: Path) -> None:
     # the guard reads the counter too (so it is not a static guard): its flip is a wake-up
     guarded = RHYTHM.replace(
