@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -234,8 +235,8 @@ def dump(report: dict[str, Any]) -> bytes:
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
+    default=lambda: min(os.cpu_count() or 1, 8),
+    show_default="the number of CPUs, at most 8",
     help="Sweep runs at a time, each in its own process (results do not depend on it).",
 )
 @strict_option
