@@ -53,6 +53,7 @@ class InputReader:
         self.assigned = asyncio.Event()
         self.aligners: dict[int, Aligner[Record]] = {}
         self.paused: set[TopicPartition] = set()
+        self.record_bytes: dict[TopicPartition, int] = {}  # mean value size of the last fetch
         self.commits: dict[int, asyncio.Future[None]] = {}
         self.committed: dict[TopicPartition, int] = {}
         self.last_sweep: dict[int, float] = {}
@@ -222,6 +223,8 @@ class InputReader:
             aligner = self.aligners.get(tp.partition)
             if aligner is None:
                 continue
+            size = sum(len(m.value) for m in messages if m.value is not None)
+            self.record_bytes[tp] = max(1, size // len(messages)) if messages else 1
             aligner.add(
                 tp.topic,
                 [
@@ -328,7 +331,11 @@ class InputReader:
         return self.pipeline.watermarks.now(partition)
 
     def _backpressure(self, consumer: AIOKafkaConsumer, tp: TopicPartition, buffered: int) -> None:
-        limit = self.settings.max_buffered_records
+        limit = buffer_limit(
+            self.settings.max_buffered_records,
+            self.settings.max_buffered_bytes,
+            self.record_bytes.get(tp, 1),
+        )
         if tp not in self.paused and buffered >= limit:
             consumer.pause(tp)
             self.paused.add(tp)
@@ -408,3 +415,10 @@ class InputReader:
             )
             return
         self.committed.update(offsets)
+
+
+def buffer_limit(max_records: int, max_bytes: int, record_bytes: int) -> int:
+    """Records an input topic partition may buffer before fetching pauses: ``max_records``,
+    or fewer when records of ``record_bytes`` (the mean size lately fetched) would exceed
+    ``max_bytes`` together; at least 2, so a paused partition can resume at half."""
+    return max(2, min(max_records, max_bytes // max(1, record_bytes)))

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         description="records fetched ahead per input topic partition before fetching pauses "
         "(a topic far ahead in event time waits in memory for the others)",
     )
+    max_buffered_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="bytes (of the values as fetched) buffered ahead per input topic partition "
+        "before fetching pauses: with large events the record limit pauses sooner, so memory "
+        "stays bounded whatever the events' size",
+    )
     fetch_partition_max_bytes: int = Field(
         1048576,
         ge=1024,
