@@ -13,8 +13,9 @@ import multiprocessing
 import os
 import re
 import sys
+import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from agents.backtest_report import markdown_table, write_report_files
 from agents.engine_config import engine_config
 from agents.history_options import DAY, mapping_option, parse_day, strict_option
 from agents.progress import Progress
-from rules.backtest import HEALTH_RULE, Run, rules_needed, run_backtest
+from rules.backtest import HEALTH_RULE, Run, cut_schedule, merge_runs, rules_needed, run_backtest
 from rules.backtest_metrics import Window, all_rule_metrics, population, roc
 from rules.engine import Engine
 from rules.loader import Overrides, RulePackError, RuleSet, load_rules
@@ -237,7 +238,8 @@ def dump(report: dict[str, Any]) -> bytes:
     type=click.IntRange(1, 64),
     default=lambda: min(os.cpu_count() or 1, 8),
     show_default="the number of CPUs, at most 8",
-    help="Sweep runs at a time, each in its own process (results do not depend on it).",
+    help="Processes: the main run splits the customers between them, a sweep runs that many "
+    "values at a time (the report does not depend on it).",
 )
 @strict_option
 @click.option(
@@ -327,9 +329,8 @@ def backtest(
         sys.exit(2)
     in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
     bar, progress = _progress(first_day, end)
-    run = run_backtest(
-        engine, events, until=end, step=step, health_below=health_below, on_progress=progress
-    )
+    main = _MainJob(settings, targets, engine, events, end, step, health_below)
+    run = main.run(jobs, progress)
     elapsed = bar.finish()
     report = build_report(
         files=list(event_files),
@@ -358,6 +359,91 @@ def backtest(
     _print_table(report)
     for path in written:
         click.echo(str(path))
+
+
+@dataclass
+class _MainJob:
+    """The main run, in one process or with the customers split over ``jobs`` processes.
+
+    Customers are independent but for the RFM cut points, which are worked out from the
+    events first (:func:`rules.backtest.cut_schedule`); each process runs its customers with
+    them, and the runs are merged, so the report is the same whatever ``jobs`` is.
+    """
+
+    settings: Settings
+    packs: list[Path]
+    engine: Engine
+    events: list[InputEvent]
+    end: float
+    step: float
+    health_below: int | None
+    shards: list[list[InputEvent]] = field(default_factory=list)
+    cuts: dict[float, Any] | None = None
+    done: Any = None  # per process: events applied (shared memory)
+    reached: Any = None  # per process: event time reached (shared memory)
+
+    def run(self, jobs: int, progress: Callable[[int, float], None]) -> Run:
+        """The merged run (``progress`` is called now and then with the totals)."""
+        global _MAIN
+        customers = len({e.customer_id for e in self.events})
+        jobs = min(jobs, customers)
+        if jobs <= 1:
+            only = run_backtest(
+                self.engine,
+                self.events,
+                until=self.end,
+                step=self.step,
+                health_below=self.health_below,
+                on_progress=progress,
+            )
+            return merge_runs([only])
+        self.shards = [[] for _ in range(jobs)]
+        for event in self.events:
+            self.shards[zlib.crc32(event.customer_id.encode()) % jobs].append(event)
+        if self.engine.scorer is not None:
+            self.cuts = cut_schedule(self.events, until=self.end, config=self.engine.config.state)
+        context = multiprocessing.get_context("fork")  # children inherit the events
+        self.done = context.Array("q", jobs, lock=False)
+        self.reached = context.Array("d", jobs, lock=False)
+        _MAIN = self
+        try:
+            with context.Pool(jobs) as pool:
+                pending = pool.map_async(_main_part, range(jobs))
+                while not pending.ready():
+                    pending.wait(0.25)
+                    reached = [t for t in self.reached if t > 0]  # the slowest part so far
+                    if reached:
+                        progress(sum(self.done), min(reached))
+                parts = pending.get()
+        finally:
+            _MAIN = None
+        return merge_runs(parts)
+
+
+_MAIN: _MainJob | None = None
+
+
+def _main_part(k: int) -> Run:
+    """One process's share of the main run: the customers of shard ``k``."""
+    job = _MAIN
+    assert job is not None
+    engine = make_engine(job.settings, job.packs, None, job.engine.scorer is not None)
+
+    def progress(done: int, at: float) -> None:
+        job.done[k] = done
+        job.reached[k] = at
+
+    start = job.events[0].occurred_at.timestamp()
+    return run_backtest(
+        engine,
+        job.shards[k],
+        until=job.end,
+        step=job.step,
+        health_below=job.health_below,
+        on_progress=progress,
+        start=start,
+        cuts=job.cuts,
+    )
 
 
 def _progress(first_day: float, end: float) -> tuple[Progress, Callable[[int, float], None]]:

@@ -10,7 +10,7 @@ would give them. Deterministic: the same events and rules give the same :class:`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rules.engine import Engine, Result
@@ -18,8 +18,8 @@ from rules.loader import RuleSet
 from schemas import AlertEvent, InputEvent
 from streams.deadlines import DeadlineIndex
 from streams.features import purchase_history
-from streams.sketch import RfmSketch, cut_points
-from streams.state import CustomerState, day_of
+from streams.sketch import CutPoints, RfmSketch, cut_points
+from streams.state import CustomerState, StateConfig, apply_event, day_of
 
 HEALTH_RULE = "health-score"
 """The rule id under which the health score's low episodes are reported."""
@@ -107,6 +107,48 @@ def population_cut_points(states: dict[str, CustomerState], now: float) -> RfmSk
     return sketch
 
 
+def cut_schedule(
+    events: Sequence[InputEvent],
+    *,
+    until: float,
+    config: StateConfig,
+    step: float = 86400.0,
+    cuts_every: float = 7 * 86400.0,
+) -> dict[float, CutPoints | None]:
+    """The RFM cut points :func:`run_backtest` sets at its sweeps, by sweep time, worked out
+    from the events alone: they depend only on each customer's orders, so a run over a
+    part of the customers can use the population's."""
+    schedule: dict[float, CutPoints | None] = {}
+    if not events:
+        return schedule
+    states: dict[str, CustomerState] = {}
+    next_sweep = (events[0].occurred_at.timestamp() // 86400.0) * 86400.0 + step
+    next_cuts = next_sweep
+
+    def sweep(now: float) -> None:
+        nonlocal next_cuts
+        if now >= next_cuts:
+            schedule[now] = cut_points(population_cut_points(states, now))
+            next_cuts = now + cuts_every
+
+    for event in events:
+        ts = event.occurred_at.timestamp()
+        if ts >= until:
+            break
+        while ts >= next_sweep:
+            sweep(next_sweep)
+            next_sweep += step
+        state = states.get(event.customer_id)
+        if state is None:
+            state = states[event.customer_id] = CustomerState(event.customer_id)
+        apply_event(state, event, config)
+    while next_sweep < until:
+        sweep(next_sweep)
+        next_sweep += step
+    sweep(until)
+    return schedule
+
+
 def run_backtest(
     engine: Engine,
     events: Sequence[InputEvent],
@@ -116,12 +158,16 @@ def run_backtest(
     health_below: int | None = 50,
     cuts_every: float = 7 * 86400.0,
     on_progress: Callable[[int, float], None] | None = None,
+    start: float | None = None,
+    cuts: Mapping[float, CutPoints | None] | None = None,
 ) -> Run:
     """Apply ``events`` (sorted by time; those at or after ``until`` are ignored) and sweep.
 
-    Sweeps run every ``step`` of event time from the first event's day, and a last one at
-    ``until``. ``health_below``: a health score under it opens a ``health-score`` episode
-    (None: scores are not tracked). RFM cut points are refreshed every ``cuts_every``.
+    Sweeps run every ``step`` of event time from the day of ``start`` (default: the first
+    event's time), and a last one at ``until``. ``health_below``: a health score under it
+    opens a ``health-score`` episode (None: scores are not tracked). RFM cut points are
+    refreshed every ``cuts_every`` from the customers of ``events``, or taken from ``cuts``
+    (by sweep time, :func:`cut_schedule`) when ``events`` are a part of the population.
     ``on_progress`` is called now and then with the number of events applied so far and
     the event time reached.
     """
@@ -132,7 +178,8 @@ def run_backtest(
     dirty: set[str] = set()
     if not events:
         return run
-    start = events[0].occurred_at.timestamp()
+    if start is None:
+        start = events[0].occurred_at.timestamp()
     next_sweep = (start // 86400.0) * 86400.0 + step
     next_cuts = next_sweep
 
@@ -145,7 +192,10 @@ def run_backtest(
         for cid in dirty:
             index.set(cid, engine.next_deadline(states[cid]))
         dirty.clear()
-        if engine.scorer is not None and now >= next_cuts:
+        if engine.scorer is not None and cuts is not None:
+            if now in cuts:
+                engine.set_cut_points(cuts[now])
+        elif engine.scorer is not None and now >= next_cuts:
             engine.set_cut_points(cut_points(population_cut_points(states, now)))
             next_cuts = now + cuts_every
         for cid in index.pop_due(now):
@@ -188,6 +238,25 @@ def run_backtest(
         if isinstance(health, int):
             run.health[cid] = health
     return run
+
+
+def merge_runs(runs: Sequence[Run]) -> Run:
+    """One run from runs over disjoint parts of the customers (same sweeps); its episodes in
+    firing order, ties by customer, rule and id, whatever the split."""
+    merged = Run()
+    for part in runs:
+        merged.first_seen.update(part.first_seen)
+        merged.episodes.extend(part.episodes)
+        merged.health.update(part.health)
+        merged.applied += part.applied
+        merged.duplicates += part.duplicates
+        merged.evaluations += part.evaluations
+        merged.errors += part.errors
+        merged.sweeps = max(merged.sweeps, part.sweeps)
+    merged.episodes.sort(key=lambda e: (e.fired_at, e.customer_id, e.rule_id, e.alert_id))
+    merged.first_seen = dict(sorted(merged.first_seen.items()))
+    merged.health = dict(sorted(merged.health.items()))
+    return merged
 
 
 def rules_needed(rules: RuleSet, rule_id: str) -> frozenset[str] | None:

@@ -1,0 +1,97 @@
+"""A backtest split over parts of the customers gives the run of all of them in one."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from rules.backtest import Run, cut_schedule, merge_runs, run_backtest
+from rules.engine import Engine, EngineConfig
+from rules.loader import load_rules
+from schemas import decode_input
+from streams.settings import BUILTIN_PACKS
+from streams.sketch import CutPoints
+from streams.synthetic import generate, plan_customers
+
+START = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+class Recording(Engine):
+    """The engine, noting every set of cut points it is given."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.given: list[CutPoints | None] = []
+
+    def set_cut_points(self, cuts: CutPoints | None) -> None:
+        self.given.append(cuts)
+        super().set_cut_points(cuts)
+
+
+def _events() -> list[Any]:
+    records = generate(plan_customers(40, seed=3), start=START, days=60, seed=3)
+    events = [decode_input(r.topic_kind, orjson.dumps(r.value)) for r in records]
+    return sorted(events, key=lambda e: e.occurred_at)
+
+
+FREQUENT = """\
+- id: frequent-buyer
+  when: rfm_f_score >= 4
+  severity: info
+  summary: "buys more often than most"
+"""
+"""A rule that reads an RFM score: its alerts depend on the population's cut points."""
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Callable[[], Recording]:
+    extra = tmp_path / "frequent.yaml"
+    extra.write_text(FREQUENT, encoding="utf-8")
+    rules = load_rules([BUILTIN_PACKS, extra])
+    return lambda: Recording(rules, EngineConfig(snapshots=False), lambda: 0.0)
+
+
+def _seen(run: Run) -> tuple[Any, ...]:
+    episodes = [
+        (e.rule_id, e.customer_id, e.alert_id, e.fired_at, e.resolved_at) for e in run.episodes
+    ]
+    return episodes, run.health, run.first_seen, run.applied, run.evaluations, run.sweeps
+
+
+def test_the_schedule_holds_the_cut_points_a_whole_run_sets(
+    engine: Callable[[], Recording],
+) -> None:
+    events = _events()
+    until = events[-1].occurred_at.timestamp() + 86400.0
+    whole = engine()
+    run_backtest(whole, events, until=until)
+    schedule = cut_schedule(events, until=until, config=whole.config.state)
+    assert whole.given and list(schedule.values()) == whole.given
+    assert any(cuts is not None for cuts in whole.given)
+
+
+def test_two_parts_with_the_schedule_give_the_whole_run(engine: Callable[[], Recording]) -> None:
+    events = _events()
+    until = events[-1].occurred_at.timestamp() + 86400.0
+    whole = merge_runs([run_backtest(engine(), events, until=until)])
+    schedule = cut_schedule(events, until=until, config=EngineConfig().state)
+    start = events[0].occurred_at.timestamp()
+    parts = [
+        run_backtest(
+            engine(),
+            [e for e in events if zlib.crc32(e.customer_id.encode()) % 2 == k],
+            until=until,
+            start=start,
+            cuts=schedule,
+        )
+        for k in range(2)
+    ]
+    assert all(part.applied for part in parts)
+    assert _seen(merge_runs(parts)) == _seen(whole)
+    assert any(e.rule_id == "frequent-buyer" for e in whole.episodes)
