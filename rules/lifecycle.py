@@ -85,11 +85,15 @@ class Lifecycle:
                     times.append((rec["tat"] + spec.task.escalate_after, rule_id))
             if "snooze" in rec:
                 times.append((rec["snooze"], rule_id))
-            if spec.max_fires is not None and rec.get("fires"):
+            # what holds back another firing cannot matter while the alert is firing
+            if spec.max_fires is not None and rec.get("fires") and rec["s"] != "firing":
                 times.append((rec["fires"][0] + spec.max_fires.per, rule_id))
         for rule_id, last in state.last_fired.items():
             rule = self._by_id.get(rule_id)
-            if rule is not None and rule.rule.cooldown:
+            if rule is None or not rule.rule.cooldown:
+                continue
+            rec = state.alerts.get(rule_id)
+            if rec is None or rec["s"] != "firing":
                 times.append((last + rule.rule.cooldown, rule_id))
         return times
 
