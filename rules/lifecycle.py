@@ -92,8 +92,8 @@ class Lifecycle:
             rule = self._by_id.get(rule_id)
             if rule is None or not rule.rule.cooldown:
                 continue
-            rec = state.alerts.get(rule_id)
-            if rec is None or rec["s"] != "firing":
+            record = state.alerts.get(rule_id)
+            if record is None or record["s"] != "firing":
                 times.append((last + rule.rule.cooldown, rule_id))
         return times
 
