@@ -265,12 +265,18 @@ def unique() -> str:
     return uuid.uuid4().hex[:8]
 
 
+async def private_topics(broker: Broker, letter: str) -> Topics:
+    """A fresh set of churnguard topics (2 partitions) on ``broker``, named ``letter`` + random."""
+    topics = Topics(f"{letter}{uuid.uuid4().hex[:6]}")
+    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    return topics
+
+
 async def _pipeline(
     broker: Broker, tmp_path_factory: pytest.TempPathFactory, extra_env: dict[str, str]
 ) -> AsyncIterator[tuple[Worker, Producer, Outputs]]:
     base = tmp_path_factory.mktemp("worker")
-    topics = Topics(f"t{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "t")
     worker = Worker(
         broker,
         topics,

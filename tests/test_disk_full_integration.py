@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -22,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from agents.store import EXIT_STORAGE
-from streams.broker import ensure_topics
-from tests.conftest import Broker, Producer, Topics, Worker
+from tests.conftest import Broker, Producer, Topics, Worker, private_topics
 from tests.test_restart_integration import _login
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
@@ -82,8 +80,7 @@ async def _send(producer: Producer, topics: Topics, customers: list[str], first:
 
 
 async def test_disk_full_stops_the_worker_and_loses_nothing(broker: Broker, tmp_path: Path) -> None:
-    topics = Topics(f"x{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "x")
     customers = [f"disk-{i}-{topics.prefix}" for i in range(CUSTOMERS)]
     app_id = f"cg-{topics.prefix}"
     producer = Producer(broker.bootstrap)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +24,9 @@ import pytest
 import rocksdict
 from aiokafka import AIOKafkaProducer
 
-from streams.broker import ensure_topics
 from streams.partitioning import partition_for
 from streams.storage import decode_stored
-from tests.conftest import Broker, Outputs, Producer, Topics, Worker
+from tests.conftest import Broker, Outputs, Producer, Worker, private_topics
 from tests.proc_stats import metric_sum, rss_bytes
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults, pytest.mark.timeout(300)]
@@ -101,8 +99,7 @@ def _stored(data_dir: Path, partition: int, customer_id: str) -> bytes:
 async def test_a_flooding_customer_and_a_maximum_size_payload(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"f{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "f")
     partition = 0
     flooder, *others = _same_partition(f"flood-{topics.prefix}", partition, OTHERS + 1)
     worker = Worker(

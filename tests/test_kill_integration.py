@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from streams.broker import ensure_topics
 from streams.synthetic import generate, plan_customers
-from tests.conftest import Broker, Outputs, Topics, Worker
+from tests.conftest import Broker, Outputs, Worker, private_topics
 from tests.test_backlog_integration import (
     START,
     _alerts,
@@ -74,8 +72,7 @@ async def test_sigkill_mid_stream_and_restart_loses_nothing(broker: Broker, tmp_
     customers = sorted({r.key for r in history})
     runs = {}
     for name in ("killed", "whole"):
-        topics = Topics(f"{name[0]}{uuid.uuid4().hex[:6]}")
-        await ensure_topics(broker.bootstrap, topics.all(), 2)
+        topics = await private_topics(broker, name[0])
         await _publish_backlog(broker.bootstrap, topics, history)
         out = Outputs(broker.bootstrap, [topics.name("alerts"), topics.name("tasks")])
         await out.start()

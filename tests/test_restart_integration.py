@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.broker import ensure_topics
 from streams.partitioning import partition_for
-from tests.conftest import Broker, Outputs, Producer, Topics, Worker
+from tests.conftest import Broker, Outputs, Producer, Worker, private_topics
 
 pytestmark = pytest.mark.integration
 
@@ -32,8 +31,7 @@ def _login(cid: str, i: int, at: datetime) -> dict[str, object]:
 async def test_stop_mid_stream_restart_and_changelog_rebuild(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"r{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "r")
     app_id = f"cg-{topics.prefix}"
 
     def worker(data_dir: Path, n: int) -> Worker:
@@ -120,8 +118,7 @@ async def test_upgraded_worker_resumes_from_input_offsets_of_the_app_group(
 ) -> None:
     """Before the input reader, Faust's agents committed input offsets under the app id: a
     worker upgraded in place continues from there instead of reading the topics again."""
-    topics = Topics(f"u{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "u")
     app_id = f"cg-{topics.prefix}"
     cid = f"upg-{uuid.uuid4().hex[:6]}"
     at = datetime.now(UTC) - timedelta(hours=1)

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import ensure_topics
 from streams.settings import BUILTIN_PACKS
-from tests.conftest import Broker, Outputs, Producer, Topics, Worker
+from tests.conftest import Broker, Outputs, Producer, Worker, private_topics
 from tests.test_restart_integration import _login
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -34,8 +33,7 @@ EXTRA = """
 async def test_rule_removed_between_restarts_keeps_state_and_forgets_its_alert(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"p{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "p")
     extra = tmp_path / "extra.yaml"
     extra.write_text(EXTRA)
     broken = tmp_path / "broken.yaml"

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import ensure_topics
-from tests.conftest import Broker, Producer, Topics, Worker
+from tests.conftest import Broker, Producer, Topics, Worker, private_topics
 from tests.test_restart_integration import _login
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -29,8 +28,7 @@ def _worker(broker: Broker, topics: Topics, data_dir: Path, log: Path) -> Worker
 async def test_a_data_directory_that_cannot_be_created_stops_the_worker(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"d{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "d")
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the data directory should be\n")
     worker = _worker(broker, topics, blocker / "data", tmp_path / "w.log").start()
@@ -44,8 +42,7 @@ async def test_a_data_directory_that_cannot_be_created_stops_the_worker(
 async def test_a_corrupt_rocksdb_directory_is_refused_or_rebuilt_from_the_changelog(
     broker: Broker, tmp_path: Path
 ) -> None:
-    topics = Topics(f"c{uuid.uuid4().hex[:6]}")
-    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    topics = await private_topics(broker, "c")
     cid = f"corrupt-{uuid.uuid4().hex[:6]}"
     at = datetime.now(UTC) - timedelta(hours=2)
     producer = Producer(broker.bootstrap)

@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from agents.health import decide_readiness
+from agents.health import Readiness, decide_readiness
 from agents.metrics import Metrics
 from schemas import AlertEvent
 
@@ -97,24 +97,18 @@ def test_worker_state_families_are_exported_before_a_worker_is_attached() -> Non
 
 
 def test_not_ready_while_the_broker_answers_no_fetch() -> None:
-    silent = decide_readiness(
-        recovering=False,
-        remaining=0,
-        assigned=True,
-        reading=True,
-        partitions=[0, 1],
-        broker_silent_s=20.0,
-        broker_unreachable_s=15.0,
-    )
+    def silent_for(seconds: float) -> Readiness:
+        return decide_readiness(
+            recovering=False,
+            remaining=0,
+            assigned=True,
+            reading=True,
+            partitions=[0, 1],
+            broker_silent_s=seconds,
+            broker_unreachable_s=15.0,
+        )
+
+    silent = silent_for(20.0)
     assert not silent.ready
     assert silent.reason.startswith("broker unreachable: no fetch answered for 20 s")
-    answering = decide_readiness(
-        recovering=False,
-        remaining=0,
-        assigned=True,
-        reading=True,
-        partitions=[0, 1],
-        broker_silent_s=14.0,
-        broker_unreachable_s=15.0,
-    )
-    assert answering.ready
+    assert silent_for(14.0).ready
