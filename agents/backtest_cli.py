@@ -42,6 +42,7 @@ from streams.history import (
     read_labels,
 )
 from streams.settings import Settings
+from streams.sketch import CutPoints
 
 _SWEEP = re.compile(
     r"^\s*(?P<rule>[a-z0-9][a-z0-9_.-]*)\.(?P<param>[A-Za-z_]\w*)\s*=\s*"
@@ -378,7 +379,7 @@ class _MainJob:
     step: float
     health_below: int | None
     shards: list[list[InputEvent]] = field(default_factory=list)
-    cuts: dict[float, Any] | None = None
+    cuts: dict[float, CutPoints | None] | None = None
     done: Any = None  # per process: events applied (shared memory)
     reached: Any = None  # per process: event time reached (shared memory)
 
