@@ -173,6 +173,8 @@ class Engine:
             swept = wakeups.swept(state, previous, due, changed)
             result.extend(self._evaluate(one, changed, swept))
             wakeups.remember(state, timing, SCORE_FEATURES, due)
+            if due >= until:  # the next deadline is after this evaluation: none is due
+                break
         return result
 
     def next_deadline(self, state: CustomerState) -> float | None:

@@ -26,16 +26,87 @@ from streams.features import FEATURES, KINDS_CHANGING
 from streams.sketch import next_score_change
 from streams.state import DAY, CustomerState, day_of
 
-Probe = tuple[str, tuple[Memo, ...]]
-"""A day counter that a rule compares with more than literals, and the rule's conditions."""
+PROBE_DAYS = 120
+"""How many days ahead a probe looks for a flip; without one it wakes the customer there."""
+
+
+class Probe:
+    """A day counter that a rule compares with more than literals, and the rule's conditions:
+    finds the day the conditions flip as the counter counts up, other inputs as they are.
+
+    Results are cached by the other inputs' values and the counter value (the programs are
+    pure), so customers alike, and one customer probed again a day later, reuse them.
+    """
+
+    __slots__ = ("cache", "constant", "limit", "name", "others", "programs")
+
+    def __init__(self, name: str, conditions: tuple[Memo, ...], limit: int) -> None:
+        self.name = name
+        reading = [m for m in conditions if name in m.names]
+        # conditions that do not read the counter cannot flip with it; they run once, at
+        # the start, for the errors they may raise (a failing run counts as a flip)
+        self.constant = tuple(m for m in conditions if name not in m.names)
+        self.programs = tuple(m.program for m in reading)
+        self.others = tuple(sorted({n for m in reading for n in m.names} - {name}))
+        self.cache: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+        self.limit = limit
+
+    def flip(self, one: Evaluation, best: float) -> float:
+        """The earliest of ``best`` and the moment the day counter reaches the first value
+        at which one of the conditions gives another result than now.
+
+        The conditions are run on the values the counter will take, one day at a time, up
+        to its value at ``best`` or :data:`PROBE_DAYS` ahead; a failing run counts as a flip.
+        """
+        name = self.name
+        feature = FEATURES[name]
+        reaches = feature.reaches
+        assert reaches is not None
+        state, at = one.state, one.at
+        start = one.value(name)
+        last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
+        last = min(last, start + PROBE_DAYS)
+        others = tuple([one.value(n) for n in self.others])
+        values = dict(zip(self.others, others, strict=True))
+        constant_fails = False
+        try:
+            for memo in self.constant:
+                memo.run(one.value)
+        except CEL_ERRORS:
+            constant_fails = True
+        cache = self.cache
+        if len(cache) >= self.limit:
+            cache.clear()
+        programs = self.programs
+
+        def results(counter: int) -> tuple[Any, ...] | None:
+            key = (*others, counter)
+            if key in cache:
+                return cache[key]
+            values[name] = counter
+            found: tuple[Any, ...] | None
+            try:
+                found = tuple([program.execute(values) for program in programs])
+            except CEL_ERRORS:
+                found = None
+            cache[key] = found
+            return found
+
+        now = None if constant_fails else results(start)
+        found = last
+        for counter in range(start + 1, last + 1):
+            if now is None or results(counter) != now:
+                found = counter
+                break
+        t = reaches(state, at, found) if found > start else None
+        return t if t is not None and at < t < best else best
+
+
 Waker = tuple[
     Memo | None, tuple[tuple[str, tuple[int, ...]], ...], tuple[str, ...], bool, Probe | None
 ]
 """A time-based rule's guard, own day-counter thresholds, other time inputs, whether all of
 them change only at midnight, and the day counter probed for the day its conditions flip."""
-
-PROBE_DAYS = 120
-"""How many days ahead a probe looks for a flip; without one it wakes the customer there."""
 
 
 def _version(state: CustomerState) -> tuple[float | None, str | None]:
@@ -110,11 +181,11 @@ class Wakeups:
             if len(others) == 1 and not r.thresholds and _probed(others[0]):
                 # the only thing time changes is a day counter compared with an expression
                 # of what only events change: wake on the day the conditions flip
-                probe = (others[0], lifecycle.conditions(r.id))
+                probe = Probe(others[0], lifecycle.conditions(r.id), cache_size * 16)
                 others = ()
             own = _ascending(r.thresholds.items()) if guard is not None else ()
             if own or others or probe:  # a rule woken by thresholds alone is merged below
-                timed = (*others, *dict(own), *([probe[0]] if probe else []))
+                timed = (*others, *dict(own), *([probe.name] if probe else []))
                 daily_only = all(FEATURES[n].daily for n in timed)
                 wakers.append((guard, own, others, daily_only, probe))
         self._wakers = tuple(wakers)
@@ -256,7 +327,7 @@ class Wakeups:
                 best = self._earliest(state, at, changes, thresholds, (), best, midnight)
             if probe is not None:
                 assert one is not None
-                best = _flip(one, probe, best)
+                best = probe.flip(one, best)
             wanted.update(others)
         # in the order of _searched: the cheap ones first, then what midnight may skip
         others = tuple(n for n in self._searched if n in wanted)
@@ -412,43 +483,6 @@ def _probed(name: str) -> bool:
     """True if the feature is a day counter that counts up, which a rule can be probed on."""
     feature = FEATURES[name]
     return feature.reaches is not None and not feature.counts_down and not feature.moves_with
-
-
-def _flip(one: Evaluation, probe: Probe, best: float) -> float:
-    """The earliest of ``best`` and the moment the day counter reaches the first value at
-    which one of the conditions gives another result than now (other inputs as they are).
-
-    The conditions are run on the values the counter will take, one day at a time, up to
-    its value at ``best`` or :data:`PROBE_DAYS` ahead; a failing run counts as a flip.
-    """
-    name, conditions = probe
-    feature = FEATURES[name]
-    reaches = feature.reaches
-    assert reaches is not None
-    state, at = one.state, one.at
-    start = one.value(name)
-    last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
-    last = min(last, start + PROBE_DAYS)
-
-    # the programs run directly: a memo would fill with one entry per day probed
-    values = {n: one.value(n) for memo in conditions for n in memo.names}
-    programs = [memo.program for memo in conditions]
-
-    def results(counter: int) -> tuple[Any, ...] | None:
-        values[name] = counter
-        try:
-            return tuple([program.execute(values) for program in programs])
-        except CEL_ERRORS:
-            return None
-
-    now = results(start)
-    found = last
-    for counter in range(start + 1, last + 1):
-        if now is None or results(counter) != now:
-            found = counter
-            break
-    t = reaches(state, at, found) if found > start else None
-    return t if t is not None and at < t < best else best
 
 
 def _midnight_after(at: float) -> float:

@@ -907,6 +907,15 @@ def test_a_probed_rule_wakes_when_its_guard_on_the_counter_flips(tmp_path: Path)
     assert [(a.rule_id, a.status) for a in alerts(fired)] == [("rhythm", "firing")]
 
 
+def test_a_failing_guard_of_a_probed_rule_wakes_the_customer_the_next_day(tmp_path: Path) -> None:
+    # the guard does not read the counter, so the probe runs it once, not per day; a failing
+    # run still counts as a flip: the customer is evaluated (and the error reported) daily
+    failing = RHYTHM.replace("order_count >= 3", "10 / (order_count - 3) >= 0")
+    engine = make_engine(pack(tmp_path, failing))
+    state = _regular_buyer(engine)
+    assert engine.next_deadline(state) == at(days=4 + 1).timestamp()
+
+
 def test_a_rule_with_two_time_inputs_is_not_probed(tmp_path: Path) -> None:
     both = RHYTHM.replace(
         "&& double(", "&& days_since_last_login + 1 > 0 && double("
