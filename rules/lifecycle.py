@@ -17,21 +17,27 @@ from rules.config import EngineConfig
 from rules.evaluation import Evaluation
 from rules.loader import CompiledRule, RuleSet
 from rules.memo import Memo
-from rules.model import TaskSpec
+from rules.model import Priority, TaskSpec
 from rules.redaction import without_names
 from rules.results import Result, alert_id_for, digest, timestamp
 from rules.templates import placeholders, render
 from schemas import AlertEvent, TaskEvent, TaskUpdateEvent
+from schemas.outputs import AlertStatus, Resolution
 from streams.state import CustomerState
 
-PRIORITY_BY_SEVERITY = {
+PRIORITY_BY_SEVERITY: dict[str, Priority] = {
     "critical": "urgent",
     "high": "high",
     "medium": "medium",
     "low": "low",
     "info": "low",
 }
-ESCALATED_PRIORITY = {"low": "medium", "medium": "high", "high": "urgent", "urgent": "urgent"}
+ESCALATED_PRIORITY: dict[str, Priority] = {
+    "low": "medium",
+    "medium": "high",
+    "high": "urgent",
+    "urgent": "urgent",
+}
 ROLE_FIELDS = frozenset({"owner", "csm"})
 OPEN_TASK = ("open", "ack")
 
@@ -239,7 +245,7 @@ class Lifecycle:
         one: Evaluation,
         rec: dict[str, Any],
         result: Result,
-        resolution: str,
+        resolution: Resolution,
         snooze_until: float | None = None,
     ) -> None:
         state, at = one.state, one.at
@@ -326,14 +332,15 @@ class Lifecycle:
         rule: CompiledRule,
         one: Evaluation,
         alert_id: str,
-        status: str,
+        status: AlertStatus,
         summary: str,
         fired_at: float,
         resolved_at: float | None,
-        resolution: str | None,
+        resolution: Resolution | None,
         shown: dict[str, Any],
     ) -> AlertEvent:
-        return AlertEvent(
+        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
+        return AlertEvent.model_construct(
             alert_id=alert_id,
             customer_id=one.state.customer_id,
             rule_id=rule.id,
@@ -342,7 +349,7 @@ class Lifecycle:
             summary=summary,
             description=render(rule.rule.description, shown),
             evidence=self._names(one.pick(rule.inputs), one.state),
-            labels=rule.rule.labels,
+            labels=dict(rule.rule.labels),
             tier=one.value("tier"),
             fired_at=timestamp(fired_at),
             resolved_at=None if resolved_at is None else timestamp(resolved_at),
@@ -382,7 +389,7 @@ class Lifecycle:
         spec = rule.rule.task
         assert spec is not None
         assignee, role = self._person(state, rule, spec.assignee)
-        return TaskEvent(
+        return TaskEvent.model_construct(
             task_id="tk-" + digest(alert_id, spec.assignee),
             alert_id=alert_id,
             customer_id=state.customer_id,
@@ -409,7 +416,7 @@ class Lifecycle:
         role = spec.cc[0] if spec.cc else spec.assignee
         assignee, assignee_role = self._person(state, rule, role)
         original, _ = self._person(state, rule, spec.assignee)
-        return TaskEvent(
+        return TaskEvent.model_construct(
             task_id="tk-" + digest(rec["id"], "escalation"),
             alert_id=rec["id"],
             customer_id=state.customer_id,

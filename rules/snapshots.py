@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from rules.config import EngineConfig
 from rules.evaluation import Evaluation
@@ -17,10 +18,11 @@ from rules.results import Result, RuleError, digest, timestamp
 from rules.scoring import Scorer
 from rules.templates import shown
 from schemas import AlertEvent, CustomerHealth
+from schemas.outputs import Clv, FactorScore, HealthScore, Rfm
 from streams.features import KINDS_CHANGING
 from streams.state import CustomerState
 
-TIER_CHANGED = "tier_changed"
+TIER_CHANGED: Final = "tier_changed"
 SNAPSHOT_FEATURES = (
     "revenue_365d",
     "orders_365d",
@@ -173,57 +175,56 @@ class Snapshots:
         state, scores, scorer = one.state, one.state.scores, self.scorer
         model = self.config.clv_model
         cuts = scorer.cuts
+        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         factors = {
-            share.factor: {
-                "value": share.value,
-                "points": share.points,
-                "weight": share.weight,
-                "contribution": share.contribution,
-                "missing": share.missing,
-            }
+            share.factor: FactorScore.model_construct(
+                value=share.value,
+                points=share.points,
+                weight=float(share.weight),
+                contribution=float(share.contribution),
+                missing=share.missing,
+            )
             for share in scorer.shares(scores, one.value)
         }
         since = scores.get("tier_since")
-        return CustomerHealth.model_validate(
-            {
-                "customer_id": state.customer_id,
-                "name": state.account.get("name") if self.config.output_names else None,
-                "event": TIER_CHANGED if tier_change else "snapshot",
-                "reasons": ([TIER_CHANGED] if tier_change else [])
-                + [r for r in reasons if r != "tier"],
-                "tier": scores.get("tier"),
-                "previous_tier": scores.get("prev_tier"),
-                "tier_changed_at": None if since is None else timestamp(since),
-                "at_risk": at_risk,
-                "lifecycle_stage": scores.get("stage"),
-                "health": {
-                    "score": scores.get("health", 0),
-                    "trend_7d": scores.get("trend", 0),
-                    "profile": scores.get("profile", ""),
-                    "factors": factors,
-                },
-                "rfm": {
-                    "frequency": one.value("rfm_frequency"),
-                    "recency_days": one.value("rfm_recency_days"),
-                    "age_days": one.value("rfm_age_days"),
-                    "monetary": round(one.value("rfm_monetary"), 2),
-                    "r_score": scores.get("r", 0),
-                    "f_score": scores.get("f", 0),
-                    "m_score": scores.get("m", 0),
-                    "cut_points": None if cuts is None else cuts.to_dict(),
-                },
-                "clv": None
-                if model is None or "clv_key" not in scores
-                else {
-                    "expected_orders_90d": scores["eo90"],
-                    "p_alive": scores["p_alive"],
-                    "clv_12m": scores["clv"],
-                    "model": f"{model.fitted_at.isoformat()} {model.source}",
-                },
-                "features": one.pick(_SNAPSHOT_SET),
-                "open_alerts": open_alerts,
-                "as_of": timestamp(one.at),
-            }
+        clv = None
+        if model is not None and "clv_key" in scores:
+            clv = Clv.model_construct(
+                expected_orders_90d=float(scores["eo90"]),
+                p_alive=float(scores["p_alive"]),
+                clv_12m=float(scores["clv"]),
+                model=f"{model.fitted_at.isoformat()} {model.source}",
+            )
+        return CustomerHealth.model_construct(
+            customer_id=state.customer_id,
+            name=state.account.get("name") if self.config.output_names else None,
+            event=TIER_CHANGED if tier_change else "snapshot",
+            reasons=([TIER_CHANGED] if tier_change else []) + [r for r in reasons if r != "tier"],
+            tier=scores.get("tier"),
+            previous_tier=scores.get("prev_tier"),
+            tier_changed_at=None if since is None else timestamp(since),
+            at_risk=at_risk,
+            lifecycle_stage=scores.get("stage"),
+            health=HealthScore.model_construct(
+                score=int(scores.get("health", 0)),
+                trend_7d=int(scores.get("trend", 0)),
+                profile=scores.get("profile", ""),
+                factors=factors,
+            ),
+            rfm=Rfm.model_construct(
+                frequency=int(one.value("rfm_frequency")),
+                recency_days=int(one.value("rfm_recency_days")),
+                age_days=int(one.value("rfm_age_days")),
+                monetary=float(round(one.value("rfm_monetary"), 2)),
+                r_score=int(scores.get("r", 0)),
+                f_score=int(scores.get("f", 0)),
+                m_score=int(scores.get("m", 0)),
+                cut_points=None if cuts is None else cuts.to_dict(),
+            ),
+            clv=clv,
+            features=one.pick(_SNAPSHOT_SET),
+            open_alerts=open_alerts,
+            as_of=timestamp(one.at),
         )
 
     def _name(self, state: CustomerState) -> str:

@@ -11,6 +11,10 @@ from schemas._text import bounded_text, bounded_utf8
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 """How urgent an alert is, from least to most."""
+AlertStatus = Literal["firing", "resolved", "notice"]
+Resolution = Literal["cleared", "inhibited", "snoozed"]
+TaskPriority = Literal["low", "medium", "high", "urgent"]
+HealthEventKind = Literal["snapshot", "tier_changed"]
 
 MAX_ERROR_CHARS = 2000
 DEFAULT_MAX_RAW_BYTES = 16384
@@ -29,7 +33,7 @@ class AlertEvent(OutputModel):
     customer_id: str
     rule_id: str
     severity: Severity
-    status: Literal["firing", "resolved", "notice"] = Field(
+    status: AlertStatus = Field(
         description="firing, then resolved; `notice` is a one-off info event with no lifecycle "
         "(rule_id `tier_changed`): nothing resolves it."
     )
@@ -40,7 +44,7 @@ class AlertEvent(OutputModel):
     tier: str | None = None
     fired_at: AwareDatetime = Field(description="Event time the alert started firing.")
     resolved_at: AwareDatetime | None = Field(None, description="Event time it resolved.")
-    resolution: Literal["cleared", "inhibited", "snoozed"] | None = Field(
+    resolution: Resolution | None = Field(
         None,
         description="Why it resolved: its condition cleared, a more important alert of the "
         "same customer inhibits it, or its task was dismissed with a snooze. Null while firing.",
@@ -60,7 +64,7 @@ class TaskEvent(OutputModel):
     cc: list[str] = Field(default_factory=list, description="Roles or person ids to inform.")
     title: str
     playbook: str | None = None
-    priority: Literal["low", "medium", "high", "urgent"]
+    priority: TaskPriority
     due_at: AwareDatetime
     status: Literal["open", "escalated", "cancelled"]
     escalation_of: str | None = Field(
@@ -117,7 +121,7 @@ class CustomerHealth(OutputModel):
 
     customer_id: str
     name: str | None
-    event: Literal["snapshot", "tier_changed"] = Field(
+    event: HealthEventKind = Field(
         "snapshot", description="tier_changed: this snapshot announces a tier change."
     )
     reasons: list[str] = Field(
