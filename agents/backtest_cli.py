@@ -105,8 +105,9 @@ def make_engine(
     if not scoring or only is not None:
         kept = tuple(r for r in rules.rules if only is None or r.id in only)
         rules = RuleSet(kept, rules.fingerprint, scoring=rules.scoring if scoring else None)
-    # a backtest reports alerts and health scores: snapshots would be built for nothing
-    config = dataclasses.replace(engine_config(settings), snapshots=False)
+    # a backtest reports alert ids and times and health scores: snapshots, alert texts and
+    # task events would be built for nothing
+    config = dataclasses.replace(engine_config(settings), snapshots=False, texts=False)
     return Engine(rules, config, wall_clock=lambda: 0.0)
 
 

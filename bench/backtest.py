@@ -59,8 +59,8 @@ def backtest_seconds(specs: list[str], until: float | None, scoring: bool) -> tu
     rules = load_rules([BUILTIN_PACKS])
     if not scoring:
         rules = RuleSet(rules.rules, rules.fingerprint, scoring=None)
-    # as `churnguard backtest` runs it: no snapshots
-    config = EngineConfig(state=settings.state_config, snapshots=False)
+    # as `churnguard backtest` runs it: no snapshots, alert texts or task events
+    config = EngineConfig(state=settings.state_config, snapshots=False, texts=False)
     engine = Engine(rules, config, wall_clock=lambda: 0.0)
     end = until if until is not None else events[-1].occurred_at.timestamp() + 1.0
     run = run_backtest(engine, events, until=end)

@@ -28,3 +28,7 @@ class EngineConfig:
     # False: no customer-health snapshots, and no wake-ups only they need (a backtest reads
     # alerts and scores, not snapshots)
     snapshots: bool = True
+    # False: alerts carry no rendered texts, evidence or tier and no task events are built;
+    # alert ids and times, task ids and lifecycle records are as usual (a backtest reads
+    # alert ids and times only)
+    texts: bool = True

@@ -219,9 +219,10 @@ class Lifecycle:
         self, rule: CompiledRule, one: Evaluation, rec: dict[str, Any] | None, result: Result
     ) -> None:
         state, at, spec = one.state, one.at, rule.rule
-        shown = self._shown(one, rule)
+        texts = self.config.texts
+        shown = self._shown(one, rule) if texts else {}
         alert_id = alert_id_for(state.customer_id, rule, at)
-        summary = render(spec.summary, shown)
+        summary = render(spec.summary, shown) if texts else ""
         result.outputs.append(
             self._alert(rule, one, alert_id, "firing", summary, at, None, None, shown)
         )
@@ -230,10 +231,12 @@ class Lifecycle:
             record["sev"] = spec.severity
         if spec.max_fires is not None:
             record["fires"] = [*(rec or {}).get("fires", []), at]
-        if spec.task is not None:
+        if spec.task is not None and texts:
             task = self._task(rule, state, alert_id, summary, shown, at)
             record.update(task=task.task_id, title=task.title, tstat="open", tat=at)
             result.outputs.append(task)
+        elif spec.task is not None:  # the record a task update finds it by, without the task
+            record.update(task=_task_id(alert_id, spec.task), title="", tstat="open", tat=at)
         state.alerts[rule.id] = record
         state.last_fired[rule.id] = at
         one.alerts_touched = True
@@ -249,14 +252,15 @@ class Lifecycle:
         snooze_until: float | None = None,
     ) -> None:
         state, at = one.state, one.at
-        shown = self._shown(one, rule)
+        texts = self.config.texts
+        shown = self._shown(one, rule) if texts else {}
         summary = rec.get("sum", rule.rule.summary)
         result.outputs.append(
             self._alert(
                 rule, one, rec["id"], "resolved", summary, rec["since"], at, resolution, shown
             )
         )
-        spec = rule.rule.task
+        spec = rule.rule.task if texts else None
         if spec is not None and rec.get("tstat") in OPEN_TASK:
             task = self._task(rule, state, rec["id"], summary, shown, rec["since"])
             title = rec.get("title", task.title)
@@ -290,6 +294,9 @@ class Lifecycle:
             return
         assert spec is not None and spec.escalate_after is not None
         if one.at < rec["tat"] + spec.escalate_after:
+            return
+        if not self.config.texts:  # the record a task update finds it by, without the task
+            rec.update(esc=_escalation_id(rec), estat="open", esc_at=one.at)
             return
         task = self._escalation(rule, one.state, rec, spec, one.at)
         rec.update(esc=task.task_id, estat="open", esc_at=one.at)
@@ -339,6 +346,7 @@ class Lifecycle:
         resolution: Resolution | None,
         shown: dict[str, Any],
     ) -> AlertEvent:
+        texts = self.config.texts
         # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         return AlertEvent.model_construct(
             alert_id=alert_id,
@@ -347,10 +355,10 @@ class Lifecycle:
             severity=rule.rule.severity,
             status=status,
             summary=summary,
-            description=render(rule.rule.description, shown),
-            evidence=self._names(one.pick(rule.inputs), one.state),
+            description=render(rule.rule.description, shown) if texts else "",
+            evidence=self._names(one.pick(rule.inputs), one.state) if texts else {},
             labels=dict(rule.rule.labels),
-            tier=one.value("tier"),
+            tier=one.value("tier") if texts else None,
             fired_at=timestamp(fired_at),
             resolved_at=None if resolved_at is None else timestamp(resolved_at),
             resolution=resolution,
@@ -390,7 +398,7 @@ class Lifecycle:
         assert spec is not None
         assignee, role = self._person(state, rule, spec.assignee)
         return TaskEvent.model_construct(
-            task_id="tk-" + digest(alert_id, spec.assignee),
+            task_id=_task_id(alert_id, spec),
             alert_id=alert_id,
             customer_id=state.customer_id,
             rule_id=rule.id,
@@ -417,7 +425,7 @@ class Lifecycle:
         assignee, assignee_role = self._person(state, rule, role)
         original, _ = self._person(state, rule, spec.assignee)
         return TaskEvent.model_construct(
-            task_id="tk-" + digest(rec["id"], "escalation"),
+            task_id=_escalation_id(rec),
             alert_id=rec["id"],
             customer_id=state.customer_id,
             rule_id=rule.id,
@@ -432,6 +440,14 @@ class Lifecycle:
             escalation_of=rec["task"],
             created_at=timestamp(self._wall()),
         )
+
+
+def _task_id(alert_id: str, spec: TaskSpec) -> str:
+    return "tk-" + digest(alert_id, spec.assignee)
+
+
+def _escalation_id(rec: dict[str, Any]) -> str:
+    return "tk-" + digest(rec["id"], "escalation")
 
 
 def _template_names(rule: CompiledRule) -> set[str]:
