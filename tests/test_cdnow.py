@@ -59,7 +59,9 @@ def oracle(cdnow: Path) -> pd.DataFrame:
 def test_the_engine_replay_gives_lifetimes_rfm_for_every_customer(
     cdnow: Path, oracle: pd.DataFrame
 ) -> None:
-    engine = Engine(load_rules([BUILTIN_PACKS]), EngineConfig(state=USD))
+    # the rules and scoring run too (no errors); snapshots and alert texts are not compared
+    config = EngineConfig(state=USD, snapshots=False, texts=False)
+    engine = Engine(load_rules([BUILTIN_PACKS]), config)
     states: dict[str, CustomerState] = {}
     events = list(read_cdnow(cdnow, until=CALIBRATION_END))
     assert len(events) == 49_086
