@@ -403,7 +403,9 @@ class _MainJob:
         for event in self.events:
             self.shards[zlib.crc32(event.customer_id.encode()) % jobs].append(event)
         if self.engine.scorer is not None:
-            self.cuts = cut_schedule(self.events, until=self.end, config=self.engine.config.state)
+            self.cuts = cut_schedule(
+                self.events, until=self.end, config=self.engine.config.state, step=self.step
+            )
         context = multiprocessing.get_context("fork")  # children inherit the events
         self.done = context.Array("q", jobs, lock=False)
         self.reached = context.Array("d", jobs, lock=False)

@@ -114,15 +114,19 @@ def cut_schedule(
     config: StateConfig,
     step: float = 86400.0,
     cuts_every: float = 7 * 86400.0,
+    start: float | None = None,
 ) -> dict[float, CutPoints | None]:
-    """The RFM cut points :func:`run_backtest` sets at its sweeps, by sweep time, worked out
-    from the events alone: they depend only on each customer's orders, so a run over a
-    part of the customers can use the population's."""
+    """The RFM cut points :func:`run_backtest` sets at its sweeps (every ``step`` from the
+    day of ``start``, default the first event's time), by sweep time, refreshed every
+    ``cuts_every``: worked out from the events alone, as they depend only on each
+    customer's orders, so a run over a part of the customers can use the population's."""
     schedule: dict[float, CutPoints | None] = {}
     if not events:
         return schedule
     states: dict[str, CustomerState] = {}
-    next_sweep = (events[0].occurred_at.timestamp() // 86400.0) * 86400.0 + step
+    if start is None:
+        start = events[0].occurred_at.timestamp()
+    next_sweep = (start // 86400.0) * 86400.0 + step
     next_cuts = next_sweep
 
     def sweep(now: float) -> None:
@@ -166,8 +170,9 @@ def run_backtest(
     Sweeps run every ``step`` of event time from the day of ``start`` (default: the first
     event's time), and a last one at ``until``. ``health_below``: a health score under it
     opens a ``health-score`` episode (None: scores are not tracked). RFM cut points are
-    refreshed every ``cuts_every`` from the customers of ``events``, or taken from ``cuts``
-    (by sweep time, :func:`cut_schedule`) when ``events`` are a part of the population.
+    set at the sweeps of ``cuts`` (by sweep time, :func:`cut_schedule`; default: the
+    schedule of ``events``, refreshed every ``cuts_every``); a run over a part of the
+    population passes the population's.
     ``on_progress`` is called now and then with the number of events applied so far and
     the event time reached.
     """
@@ -181,23 +186,28 @@ def run_backtest(
     if start is None:
         start = events[0].occurred_at.timestamp()
     next_sweep = (start // 86400.0) * 86400.0 + step
-    next_cuts = next_sweep
+    if engine.scorer is None:
+        cuts = None
+    elif cuts is None:
+        cuts = cut_schedule(
+            events,
+            until=until,
+            config=engine.config.state,
+            step=step,
+            cuts_every=cuts_every,
+            start=start,
+        )
 
     done = 0
 
     def sweep(now: float) -> None:
-        nonlocal next_cuts
         if on_progress is not None:
             on_progress(done, now)
         for cid in dirty:
             index.set(cid, engine.next_deadline(states[cid]))
         dirty.clear()
-        if engine.scorer is not None and cuts is not None:
-            if now in cuts:
-                engine.set_cut_points(cuts[now])
-        elif engine.scorer is not None and now >= next_cuts:
-            engine.set_cut_points(cut_points(population_cut_points(states, now)))
-            next_cuts = now + cuts_every
+        if cuts is not None and now in cuts:
+            engine.set_cut_points(cuts[now])
         for cid in index.pop_due(now):
             state = states[cid]
             tracker.note(state, engine.advance(state, now))
