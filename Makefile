@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## the whole pipeline on the embedded broker, alerts printed as they arrive
 	$(BIN)/churnguard demo
 
+# pytest in 2 processes (pytest-xdist), each test file whole in one of them with its own
+# broker: the tests mostly wait on brokers and subprocesses. The fault tests stay serial.
 test: $(STAMP) lint prometheus-rules  ## lint, types, alert rules, unit and integration tests
-	$(BIN)/pytest -q -m "not faults"
+	$(BIN)/pytest -q -m "not faults" -n 2 --dist loadfile
 
 test-faults: $(STAMP)  ## the slow scale-out and fault tests (docs/operations.md); .ci/run runs both
 	$(BIN)/pytest -q -rxs -m faults
