@@ -326,7 +326,8 @@ class Pipeline:
                 continue
             try:
                 states[cid] = decode_stored(raw)
-            except (ValueError, KeyError) as exc:
+            # TypeError: the compiled core checks the stored values' types as it decodes them
+            except (ValueError, KeyError, TypeError) as exc:
                 log.error("state_unreadable customer_id=%s error=%r action=start_fresh", cid, exc)
                 states[cid] = CustomerState(cid)
 
@@ -542,7 +543,7 @@ class Pipeline:
             if scoring or not current:  # decoded only for the RFM population or new rules
                 try:
                     state = decode_stored(raw)
-                except (ValueError, KeyError):
+                except (ValueError, KeyError, TypeError):
                     state = None
             if state is not None and scoring:
                 self.rfm.note(partition, state)

@@ -108,15 +108,31 @@ class Stage:
 # ------------------------------------------------------------------------------------------
 
 
+def core_root() -> Path:
+    """Where this process imports churnguard from: ``build/compiled`` when the benchmark
+    runs on the compiled core (``python -m bench.compiled``), else the repository root.
+    Worker subprocesses start there, so they run the same build."""
+    import rules.engine
+
+    return Path(rules.engine.__file__).resolve().parent.parent
+
+
+def core_name() -> str:
+    """Which build of the core this process runs, for the report."""
+    import rules.engine
+
+    return "compiled (mypyc)" if rules.engine.__file__.endswith(".so") else "Python sources"
+
+
 @contextmanager
 def child(
     argv: list[str], env: dict[str, str], log_path: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``argv`` from the repository root, output to ``log_path``; always stop it after."""
+    """Run ``argv`` from :func:`core_root`, output to ``log_path``; always stop it after."""
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             argv,
-            cwd=REPO_ROOT,
+            cwd=core_root(),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -130,9 +146,11 @@ def child(
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
-    """Our environment plus ``extra``, with the repository root importable."""
+    """Our environment plus ``extra``, with the core's build first on the import path, then
+    the repository root (for ``bench``)."""
     env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    paths = dict.fromkeys([str(core_root()), str(REPO_ROOT), env.get("PYTHONPATH")])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -529,7 +547,8 @@ def render(args: argparse.Namespace, stages: dict[str, Stage], ratios: dict[str,
         f"churnguard throughput: {args.events:,} events"
         + (f" after {args.warmup:,} warm-up events" if args.warmup else "")
         + f", {args.customers:,} customers, "
-        f"{args.partitions} partitions, embedded Tansu, {os.cpu_count()} CPUs",
+        f"{args.partitions} partitions, embedded Tansu, {os.cpu_count()} CPUs; "
+        f"core: {core_name()}",
         *(
             [
                 f"(c) and (d) are timed over the last {args.events:,} events only; produce, "
@@ -778,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
                 "partitions": args.partitions,
                 "start": START.isoformat(),
                 "seed": SEED,
+                "core": core_name(),
             },
             "machine": {
                 "cpus": os.cpu_count(),

@@ -17,6 +17,7 @@ class EngineConfig:
     fallback_assignee: str = "cs-queue"
     fallback_team: tuple[str, ...] = ()
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
+    # memoised CEL results and next change times per rule set (0: none; results are the same)
     memo_size: int = 4096
     clv_model: ClvModel | None = None
     # customer-health snapshots: at most one per customer per interval (a tier change goes

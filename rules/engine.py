@@ -16,6 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from mypy_extensions import mypyc_attr
+
 from rules.config import EngineConfig
 from rules.evaluation import CEL_ERRORS, Evaluation
 from rules.lifecycle import Lifecycle
@@ -44,6 +46,7 @@ MAX_STEPS_PER_ADVANCE = 1000
 MAX_SETTLE_ROUNDS = 3
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests derive oracles from it
 class Engine:
     """Applies events and deadlines to one customer's state at a time.
 

@@ -255,9 +255,11 @@ class Wakeups:
 
     def timing_for(self, state: CustomerState, changes: dict[str, float | None]) -> Timing:
         """Start the cache of the state's current version with these next changes."""
-        if len(self._timing) >= self._cache_size * 16:
-            self._timing.clear()
-        timing = self._timing[state.customer_id] = Timing(_version(state), changes)
+        timing = Timing(_version(state), changes)
+        if self._cache_size:  # 0: no cache (tests show that it changes no result)
+            if len(self._timing) >= self._cache_size * 16:
+                self._timing.clear()
+            self._timing[state.customer_id] = timing
         return timing
 
     @staticmethod

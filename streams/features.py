@@ -24,6 +24,7 @@ from streams.state import (
     DAY,
     DEPARTURES_KEPT_S,
     CustomerState,
+    Number,
     day_of,
     month_of,
     month_start,
@@ -171,13 +172,13 @@ def _to_renewal_reaches(s: CustomerState, at: float, value: int) -> float | None
 
 
 # -- windows over daily buckets ----------------------------------------------------------------
-def _days(state_buckets: dict[int, float], at: float, first_back: int, last_back: int) -> float:
+def _days(state_buckets: dict[int, Number], at: float, first_back: int, last_back: int) -> float:
     today = day_of(at)
     return window_sum(state_buckets, today - first_back, today - last_back)
 
 
 def _first_window_change(
-    buckets: dict[int, float], now: int, first_back: int, last_back: int
+    buckets: dict[int, Number], now: int, first_back: int, last_back: int
 ) -> int | None:
     """The first slot after ``now`` whose window ``[slot - first_back, slot - last_back]`` sums
     to something else than the window of the slot before it."""
@@ -196,22 +197,22 @@ def _first_window_change(
         if v:
             enter = slot + last_back
             if now < enter < best and get(enter - first_back - 1, 0) != v:
-                best = enter
+                best = float(enter)
             leave = slot + first_back + 1
             if now < leave < best and get(leave - last_back, 0) != v:
-                best = leave
+                best = float(leave)
     return None if best == inf else int(best)
 
 
 def _days_next(
-    buckets: dict[int, float], at: float, first_back: int, last_back: int
+    buckets: dict[int, Number], at: float, first_back: int, last_back: int
 ) -> float | None:
     day = _first_window_change(buckets, day_of(at), first_back, last_back)
     return None if day is None else day * DAY
 
 
 def _window(
-    bucket_of: Callable[[CustomerState], dict[int, float]], first_back: int, last_back: int
+    bucket_of: Callable[[CustomerState], dict[int, Number]], first_back: int, last_back: int
 ) -> tuple[Callable[[CustomerState, float], float], NextChange]:
     def value(s: CustomerState, at: float) -> float:
         return _days(bucket_of(s), at, first_back, last_back)

@@ -30,6 +30,10 @@ from schemas import (
 
 STATE_VERSION = 1
 DAY = 86400.0
+Number = int | float
+"""A bucket's content: a count (int) or money (float). Annotated as such, not as ``float``,
+because the compiled core (docs/performance.md) would turn an int it holds as ``float`` into
+a float, and that shows in the state's bytes and in the features' CEL types."""
 MONTHS_KEPT = 13
 MAX_OPEN_TICKETS = 256
 MAX_TRACKED_ORDERS = 128
@@ -74,11 +78,11 @@ def month_start(month: int) -> float:
     return (era * 146097 + doe - 719468) * DAY
 
 
-def _bump(buckets: dict[int, float], slot: int, by: float) -> None:
+def _bump(buckets: dict[int, Number], slot: int, by: Number) -> None:
     buckets[slot] = buckets.get(slot, 0) + by
 
 
-def window_sum(buckets: dict[int, float], first: int, last: int) -> float:
+def window_sum(buckets: dict[int, Number], first: int, last: int) -> Number:
     """Sum of the buckets with ``first <= slot <= last``."""
     if last - first < len(buckets):  # a short window over many buckets: look slots up
         return sum(map(buckets.get, range(first, last + 1), repeat(0.0)))
@@ -96,13 +100,13 @@ class CustomerState:
     last_event_at: float | None = None
     last_login_at: float | None = None
     last_order_at: float | None = None
-    logins: dict[int, float] = field(default_factory=dict)
-    complaints: dict[int, float] = field(default_factory=dict)
-    tickets: dict[int, float] = field(default_factory=dict)
-    orders: dict[int, float] = field(default_factory=dict)
-    order_value: dict[int, float] = field(default_factory=dict)
-    monthly_orders: dict[int, float] = field(default_factory=dict)
-    monthly_value: dict[int, float] = field(default_factory=dict)
+    logins: dict[int, Number] = field(default_factory=dict)
+    complaints: dict[int, Number] = field(default_factory=dict)
+    tickets: dict[int, Number] = field(default_factory=dict)
+    orders: dict[int, Number] = field(default_factory=dict)
+    order_value: dict[int, Number] = field(default_factory=dict)
+    monthly_orders: dict[int, Number] = field(default_factory=dict)
+    monthly_value: dict[int, Number] = field(default_factory=dict)
     # order_id → (status, when it was counted, when it was paid)
     order_status: dict[str, tuple[str, float | None, float | None]] = field(default_factory=dict)
     open_tickets: dict[str, str] = field(default_factory=dict)
@@ -200,7 +204,7 @@ class CustomerState:
         if d.get("v") != STATE_VERSION:
             raise ValueError(f"unsupported customer state version {d.get('v')!r}")
 
-        def ints(m: dict[str, float]) -> dict[int, float]:
+        def ints(m: dict[str, Number]) -> dict[int, Number]:
             return {int(k): v for k, v in m.items()}
 
         ids = deque(d["ids"])
@@ -396,7 +400,7 @@ def _add_purchase_value(state: CustomerState, counted_at: float | None, value: f
         state.rfm_repeat_value = max(0.0, state.rfm_repeat_value + value)
 
 
-def _unbump(buckets: dict[int, float], slot: int, by: float) -> None:
+def _unbump(buckets: dict[int, Number], slot: int, by: Number) -> None:
     if slot in buckets:
         buckets[slot] = max(0.0, buckets[slot] - by)
 

@@ -8,6 +8,7 @@ Apache Kafka bootstrap (host:port); tests that Tansu cannot show honestly are sk
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,31 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+import rules.engine
+from bench.compiled import compiled_modules
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
+
+CORE_ROOT = Path(rules.engine.__file__).resolve().parent.parent
+"""Where churnguard is imported from: the repository, or build/compiled (`make test-compiled`);
+worker subprocesses start there, so they run the same build as the tests."""
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With CHURNGUARD_TEST_COMPILED=1, refuse to run unless the core is the compiled one."""
+    if os.environ.get("CHURNGUARD_TEST_COMPILED") != "1":
+        return
+    python = [
+        m
+        for m in compiled_modules()
+        if not str(importlib.import_module(m).__file__).endswith(".so")
+    ]
+    if python:
+        pytest.exit(
+            f"CHURNGUARD_TEST_COMPILED=1 but {', '.join(python)} run as Python: put build/compiled "
+            "first on PYTHONPATH and use --import-mode=append (make test-compiled)",
+            returncode=2,
+        )
+
 
 KINDS = ("logins", "orders", "tickets", "contacts", "accounts", "task_updates")
 OUTPUTS = ("alerts", "tasks", "health", "deadletter", "rekeyed", "ticks", "rfm")
@@ -102,6 +127,7 @@ class Worker:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agents", "worker", "-l", "info"],
+                cwd=CORE_ROOT,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -61,7 +61,9 @@ def test_shipped_rule_tests_pass() -> None:
 
 
 def test_the_example_in_the_docs_passes(tmp_path: Path) -> None:
-    doc = (RULES_DIR.parent / "docs" / "rules-testing.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "rules-testing.md").read_text(
+        encoding="utf-8"
+    )
     example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
     core = RULES_DIR / "packs" / "core.yaml"
     path = tmp_path / "example_test.yaml"

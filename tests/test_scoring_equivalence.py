@@ -51,15 +51,6 @@ class EvaluateAll(Engine):
         return None
 
 
-class Uncached(Engine):
-    """Recomputes every next change and threshold time: the timing cache must not matter."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        wakeups = self._wakeups
-        wakeups.timing_of = lambda state: wakeups.timing_for(state, {})  # type: ignore[method-assign]
-
-
 Timeline = list[tuple[float, InputEvent | None]]  # None: a sweep up to that time
 
 
@@ -109,8 +100,15 @@ def timeline(rng: random.Random) -> Timeline:
     return out
 
 
-def run(cls: type[Engine], ruleset: RuleSet, steps: Timeline, sweeps: bool, cuts: Any) -> Any:
-    config = EngineConfig(snapshot_interval=3600.0, clv_model=clv_model())
+def run(
+    cls: type[Engine],
+    ruleset: RuleSet,
+    steps: Timeline,
+    sweeps: bool,
+    cuts: Any,
+    memo_size: int = 4096,
+) -> Any:
+    config = EngineConfig(snapshot_interval=3600.0, clv_model=clv_model(), memo_size=memo_size)
     engine = cls(ruleset, config, wall_clock=lambda: 0.0)
     engine.set_cut_points(cuts)
     state = CustomerState(CID)
@@ -155,7 +153,8 @@ def test_sweeps_and_tracking_change_nothing(ruleset: RuleSet, seed: int) -> None
     swept = run(Engine, ruleset, steps, True, cuts)
     plain = run(Engine, ruleset, steps, False, cuts)
     everything = run(EvaluateAll, ruleset, steps, False, cuts)
-    uncached = run(Uncached, ruleset, steps, True, cuts)
+    # no cache of next change times and CEL results: they must not matter
+    uncached = run(Engine, ruleset, steps, True, cuts, memo_size=0)
     assert swept == plain
     assert everything == plain
     assert uncached == swept
