@@ -326,8 +326,7 @@ class Pipeline:
                 continue
             try:
                 states[cid] = decode_stored(raw)
-            # TypeError: the compiled core checks the stored values' types as it decodes them
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError) as exc:
                 log.error("state_unreadable customer_id=%s error=%r action=start_fresh", cid, exc)
                 states[cid] = CustomerState(cid)
 
@@ -543,7 +542,7 @@ class Pipeline:
             if scoring or not current:  # decoded only for the RFM population or new rules
                 try:
                     state = decode_stored(raw)
-                except (ValueError, KeyError, TypeError):
+                except (ValueError, KeyError):
                     state = None
             if state is not None and scoring:
                 self.rfm.note(partition, state)

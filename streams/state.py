@@ -194,16 +194,25 @@ class CustomerState:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
-        """Decode :meth:`to_bytes` output; rejects unknown versions.
+        """Decode :meth:`to_bytes` output; anything else (an unknown version, a missing or
+        mistyped field) raises ValueError.
 
         States written before ``order_times``, ``csat_recent``, ``renewal_at`` and ``scores``
         existed decode with those empty (``renewal_at`` from the account's ``renewal_at``
         string); their purchase history is seeded from what they remember (:func:`_seed_rfm`).
         """
         d = orjson.loads(raw)
-        if d.get("v") != STATE_VERSION:
-            raise ValueError(f"unsupported customer state version {d.get('v')!r}")
+        version = d.get("v") if isinstance(d, dict) else None
+        if version != STATE_VERSION:
+            raise ValueError(f"unsupported customer state version {version!r}")
+        try:
+            return cls._from_document(d)
+        # TypeError also where the compiled core checks a field's type against its annotation
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"unreadable customer state: {exc!r}") from exc
 
+    @classmethod
+    def _from_document(cls, d: dict[str, Any]) -> CustomerState:
         def ints(m: dict[str, Number]) -> dict[int, Number]:
             return {int(k): v for k, v in m.items()}
 

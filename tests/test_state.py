@@ -191,6 +191,28 @@ def test_missing_state_version_rejected() -> None:
         CustomerState.from_bytes(orjson.dumps(doc))
 
 
+@pytest.mark.parametrize("wrong", [None, "x", 1.5, [1], {"a": 1}], ids=repr)
+def test_a_mistyped_field_decodes_or_raises_value_error(wrong: Any) -> None:
+    """The runtime starts a customer afresh on ValueError; any other error would stop it."""
+    fields = [k for k in orjson.loads(rich_state().to_bytes()) if k != "v"]
+    raised = 0
+    for name in fields:
+        doc = orjson.loads(rich_state().to_bytes())
+        doc[name] = wrong
+        try:
+            CustomerState.from_bytes(orjson.dumps(doc))
+        except ValueError as exc:
+            assert "unreadable customer state" in str(exc)
+            raised += 1
+    assert raised  # every wrong value breaks some field
+
+
+@pytest.mark.parametrize("raw", [b"[1]", b"null", b"{", b'"state"'])
+def test_a_value_that_is_no_state_raises_value_error(raw: bytes) -> None:
+    with pytest.raises(ValueError):
+        CustomerState.from_bytes(raw)
+
+
 # -- orders -------------------------------------------------------------------------------
 RATES = StateConfig(currency_rates={"EUR": 1.0, "USD": 0.5})
 
