@@ -10,6 +10,7 @@ of a benchmark import churnguard from where the benchmark itself does
 
 from __future__ import annotations
 
+import importlib
 import runpy
 import sys
 import tomllib
@@ -28,14 +29,39 @@ def compiled_modules() -> list[str]:
     return [p.removesuffix(".py").replace("/", ".") for p in paths]
 
 
+def python_modules() -> list[str]:
+    """The modules of :func:`compiled_modules` that this process imports as Python."""
+    return [
+        m
+        for m in compiled_modules()
+        if not str(importlib.import_module(m).__file__).endswith(".so")
+    ]
+
+
+def core_root() -> Path:
+    """Where this process imports churnguard from: ``build/compiled`` on the compiled core,
+    else the repository. Worker subprocesses start there, so they run the same build."""
+    import rules.engine
+
+    return Path(rules.engine.__file__).resolve().parent.parent
+
+
 def stale_reason() -> str | None:
-    """Why ``build/compiled`` cannot stand for the sources, or None if it can."""
+    """Why ``build/compiled`` cannot stand for the sources, or None if it can.
+
+    The sources are what the Makefile's CORE_SOURCES names: every file of the packages (code
+    and package data), pyproject.toml and setup.py.
+    """
     if not STAMP.exists():
         return f"{COMPILED.relative_to(REPO_ROOT)} is missing"
     built = STAMP.stat().st_mtime
     files = [REPO_ROOT / "pyproject.toml", REPO_ROOT / "setup.py"]
     for package in SOURCES:
-        files.extend(p for p in (REPO_ROOT / package).rglob("*") if p.suffix in (".py", ".yaml"))
+        files.extend(
+            p
+            for p in (REPO_ROOT / package).rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts
+        )
     newer = sorted(str(p.relative_to(REPO_ROOT)) for p in files if p.stat().st_mtime > built)
     if newer:
         return f"{COMPILED.relative_to(REPO_ROOT)} is older than {', '.join(newer[:3])}"

@@ -39,6 +39,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.compiled import core_root, python_modules
 from bench.latency import run_latency
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 from streams.synthetic import generate_events
@@ -108,20 +109,9 @@ class Stage:
 # ------------------------------------------------------------------------------------------
 
 
-def core_root() -> Path:
-    """Where this process imports churnguard from: ``build/compiled`` when the benchmark
-    runs on the compiled core (``python -m bench.compiled``), else the repository root.
-    Worker subprocesses start there, so they run the same build."""
-    import rules.engine
-
-    return Path(rules.engine.__file__).resolve().parent.parent
-
-
 def core_name() -> str:
     """Which build of the core this process runs, for the report."""
-    import rules.engine
-
-    return "compiled (mypyc)" if rules.engine.__file__.endswith(".so") else "Python sources"
+    return "Python sources" if python_modules() else "compiled (mypyc)"
 
 
 @contextmanager

@@ -17,7 +17,8 @@ class EngineConfig:
     fallback_assignee: str = "cs-queue"
     fallback_team: tuple[str, ...] = ()
     calendar: BusinessCalendar = field(default_factory=BusinessCalendar)
-    # memoised CEL results and next change times per rule set (0: none; results are the same)
+    # memoised CEL results and next change times (0: no cache of next change times, CEL
+    # results kept for the last inputs only); results are the same whatever the size
     memo_size: int = 4096
     clv_model: ClvModel | None = None
     # customer-health snapshots: at most one per customer per interval (a tier change goes

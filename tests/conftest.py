@@ -8,7 +8,6 @@ Apache Kafka bootstrap (host:port); tests that Tansu cannot show honestly are sk
 from __future__ import annotations
 
 import asyncio
-import importlib
 import os
 import signal
 import subprocess
@@ -25,11 +24,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-import rules.engine
-from bench.compiled import compiled_modules
+from bench.compiled import core_root, python_modules
 from streams.broker import EmbeddedBroker, ensure_topics, free_port, stop_process
 
-CORE_ROOT = Path(rules.engine.__file__).resolve().parent.parent
+CORE_ROOT = core_root()
 """Where churnguard is imported from: the repository, or build/compiled (`make test-compiled`);
 worker subprocesses start there, so they run the same build as the tests."""
 
@@ -38,11 +36,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """With CHURNGUARD_TEST_COMPILED=1, refuse to run unless the core is the compiled one."""
     if os.environ.get("CHURNGUARD_TEST_COMPILED") != "1":
         return
-    python = [
-        m
-        for m in compiled_modules()
-        if not str(importlib.import_module(m).__file__).endswith(".so")
-    ]
+    python = python_modules()
     if python:
         pytest.exit(
             f"CHURNGUARD_TEST_COMPILED=1 but {', '.join(python)} run as Python: put build/compiled "
