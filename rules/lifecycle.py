@@ -410,6 +410,7 @@ class Lifecycle:
             priority=spec.priority or PRIORITY_BY_SEVERITY[rule.rule.severity],
             due_at=self._due(spec, fired_at),
             status="open",
+            escalation_of=None,
             created_at=timestamp(self._wall()),
         )
 

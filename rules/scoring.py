@@ -15,7 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import cel
 
@@ -98,7 +98,8 @@ class ScoreOutcome:
     full: bool = False  # every part was recomputed (first step, new definitions, override)
 
 
-class FactorShare(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class FactorShare:
     """One health factor's part in the score, as a snapshot shows it."""
 
     factor: str
@@ -355,8 +356,10 @@ class Scorer:
 
     def update_clv(self, state: CustomerState, at: float, scores: dict[str, Any]) -> None:
         """Put the CLV values at ``at`` into ``scores`` (all three or none; a failure raises)."""
+        if self._bg is None:  # no model: no CLV
+            return
         history = purchase_history(state, at)
-        if self._bg is None or history is None:
+        if history is None:
             return
         x, t_x, age, m = history
         clv_key = [x, t_x, age, round(m, 6)]
@@ -380,8 +383,8 @@ class Scorer:
         without data."""
         weights = self._weights(profile)
         parts = [
-            (i, entry, weights.get(factor.spec.id, 0))
-            for i, ((factor, *_), entry) in enumerate(zip(self._factors, points, strict=False))
+            (i, entry, weights.get(compiled[0].spec.id, 0))
+            for i, (compiled, entry) in enumerate(zip(self._factors, points, strict=False))
             if entry is not None
         ]
         total_weight = sum(w for *_, w in parts)
@@ -422,7 +425,7 @@ class Scorer:
             return []
         shown = []
         for i, got, missing, weight, share in found[1]:
-            compiled, value_of, *_ = self._factors[i]
+            compiled, value_of = self._factors[i][0], self._factors[i][1]
             raw: float | None = None
             if not missing:
                 try:

@@ -42,7 +42,8 @@ SNAPSHOT_MARKS = frozenset(
 """The scores a snapshot check compares with the last snapshot (with at risk and alerts)."""
 SCORE_FEATURES = KINDS_CHANGING["scores"]
 """The features that show the scoring step's results."""
-_SNAPSHOT_SET = frozenset(SNAPSHOT_FEATURES)
+_SNAPSHOT_SORTED = tuple(sorted(SNAPSHOT_FEATURES))
+"""The snapshot's features in the order they are shown."""
 _MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Snapshots._send``)."""
 
@@ -222,7 +223,7 @@ class Snapshots:
                 cut_points=None if cuts is None else cuts.to_dict(),
             ),
             clv=clv,
-            features=one.pick(_SNAPSHOT_SET),
+            features={n: one.value(n) for n in _SNAPSHOT_SORTED},
             open_alerts=open_alerts,
             as_of=timestamp(one.at),
         )
