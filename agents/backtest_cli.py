@@ -34,6 +34,7 @@ from rules.loader import Overrides, RulePackError, RuleSet, load_rules
 from rules.model import parse_duration
 from schemas import InputEvent
 from streams.features import FEATURES
+from streams.gc_tuning import tune_gc
 from streams.history import (
     HistoryError,
     Problems,
@@ -330,6 +331,7 @@ def backtest(
         click.echo(f"churnguard: invalid rule pack:\n{exc}", err=True)
         sys.exit(2)
     in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
+    tune_gc(settings.gc_gen0_threshold)  # the history and the engine live to the end
     bar, progress = _progress(first_day, end)
     main = _MainJob(settings, targets, engine, events, end, step, health_below)
     run = main.run(jobs, progress)

@@ -31,6 +31,7 @@ import orjson
 from rules.backtest import run_backtest
 from rules.engine import Engine, EngineConfig
 from rules.loader import RuleSet, load_rules
+from streams.gc_tuning import tune_gc
 from streams.history import Problems, read_all
 from streams.settings import BUILTIN_PACKS, Settings
 from streams.synthetic import generate_events
@@ -62,6 +63,7 @@ def backtest_seconds(specs: list[str], until: float | None, scoring: bool) -> tu
     # as `churnguard backtest` runs it: no snapshots, alert texts or task events
     config = EngineConfig(state=settings.state_config, snapshots=False, texts=False)
     engine = Engine(rules, config, wall_clock=lambda: 0.0)
+    tune_gc(settings.gc_gen0_threshold)  # as `churnguard backtest` does
     end = until if until is not None else events[-1].occurred_at.timestamp() + 1.0
     run = run_backtest(engine, events, until=end)
     return time.perf_counter() - started, run.applied + run.duplicates

@@ -241,29 +241,24 @@ class Scorer:
             if new.get(key) != old.get(key):
                 moved.add(SCORE_KEYS[key])
 
-        def read(name: str) -> Any:
-            key = _KEY_OF.get(name)
-            if key is None:
-                return value(name)
-            found = new.get(key, MISS) if key != "tier_since" else MISS
-            return FEATURES[name].compute(state, at) if found is MISS else found
-
-        def part(name: str, compute: Callable[[], Any], default: Any) -> Any:
-            try:
-                return compute()
-            except _CEL_ERRORS as exc:
-                outcome.errors.append((name, str(exc)))
-                return default
-
+        # a reader object, not a closure: compiled, nested functions share an environment
+        # object that refers back to them, and each step would leave a cycle for the GC
+        read = _ScoreReader(state, at, new, value)
         if full or not moved.isdisjoint(self._stage_inputs):
-            new["stage"] = part(
-                "lifecycle", lambda: _first(self._stages, read), old.get("stage", "")
-            )
+            try:
+                new["stage"] = _first(self._stages, read)
+            except _CEL_ERRORS as exc:
+                outcome.errors.append(("lifecycle", str(exc)))
+                new["stage"] = old.get("stage", "")
             if new["stage"] != old.get("stage"):
                 moved.add("lifecycle_stage")
         rescore = full
         if full or not moved.isdisjoint(self._profile_inputs):
-            new["profile"] = part("profile", lambda: self._profile(read), old.get("profile", ""))
+            try:
+                new["profile"] = self._profile(read)
+            except _CEL_ERRORS as exc:
+                outcome.errors.append(("profile", str(exc)))
+                new["profile"] = old.get("profile", "")
             rescore = rescore or new["profile"] != old.get("profile")
         # a full step starts afresh: factors of earlier definitions must not linger
         points: list[Any] = [None] * len(self._factors) if full else list(old["fp"])
@@ -290,7 +285,10 @@ class Scorer:
         if override is not None and override in self._rank:
             tier = override
         elif full or not moved.isdisjoint(self._tier_inputs):
-            tier = part("tiers", lambda: _first(self._tiers, read), fallback)
+            try:
+                tier = _first(self._tiers, read)
+            except _CEL_ERRORS as exc:
+                outcome.errors.append(("tiers", str(exc)))
         if before is not None and before != tier:
             new["prev_tier"] = before
             new["tier_since"] = at
@@ -508,6 +506,33 @@ def _entry_of(legacy: list[Any] | None) -> int | list[int] | None:
 _KEY_OF = {feature: key for key, feature in SCORE_KEYS.items()}
 _RFM_KEYS = ("r", "f", "m", "eo90", "p_alive", "clv")
 CLV_FEATURES = frozenset({"expected_orders_90d", "p_alive", "clv_12m"})
+
+
+class _ScoreReader:
+    """Feature values for one scoring step: a score already computed in this step from the
+    new scores, any other feature from ``value``."""
+
+    __slots__ = ("at", "new", "state", "value")
+
+    def __init__(
+        self,
+        state: CustomerState,
+        at: float,
+        new: dict[str, Any],
+        value: Callable[[str], Any],
+    ) -> None:
+        self.state = state
+        self.at = at
+        self.new = new
+        self.value = value
+
+    def __call__(self, name: str) -> Any:
+        """The value of feature ``name``."""
+        key = _KEY_OF.get(name)
+        if key is None:
+            return self.value(name)
+        found = self.new.get(key, MISS) if key != "tier_since" else MISS
+        return FEATURES[name].compute(self.state, self.at) if found is MISS else found
 
 
 def _first(choices: list[tuple[str, Memo | None]], read: Callable[[str], Any]) -> str:

@@ -251,7 +251,8 @@ class Settings(BaseSettings):
         50_000,
         ge=0,
         description="objects allocated between two young-generation garbage collections in "
-        "the worker (Python's default is 700; 0 keeps it); start-up objects are frozen too",
+        "the worker and the backtest (Python's default is 700; 0 keeps it); what start-up "
+        "allocated (the backtest: the history) is frozen too",
     )
     producer_linger_ms: float = Field(
         5.0,

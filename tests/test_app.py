@@ -15,7 +15,8 @@ import faust
 import pytest
 
 from agents.ingest import make_engine
-from streams.app import GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD, Worker, create_app, tune_gc
+from streams.app import Worker, create_app
+from streams.gc_tuning import GC_GEN1_THRESHOLD, GC_GEN2_THRESHOLD, tune_gc
 from streams.settings import Settings
 
 
