@@ -22,7 +22,8 @@ from pathlib import Path
 
 # (category, markers): the first category with a marker in the stack takes the sample
 CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
-    ("engine: next deadline", ("Engine.next_deadline",)),
+    # compiled core (py-spy --native): "CPyDef_engine___Engine___next_deadline"
+    ("engine: next deadline", ("Engine.next_deadline", "Engine___next_deadline")),
     ("engine: apply and advance", ("Engine.apply ", "Engine.advance ", "apply_batch ")),
     ("decode and validate input", ("decode_input ", "Pipeline.decode ")),
     ("state encode", ("encode_stored ",)),
