@@ -257,6 +257,9 @@ class InputReader:
                     await self.pipeline.send_outputs(p)
                 if len(ready) < limit:
                     break
+                # a backlog: batch after batch, but the flush bounds hold between them
+                if self.pipeline.flush_due(p):
+                    await self._flush(consumer, p, generation)
                 await asyncio.sleep(0)  # let the web server and timers in between batches
             if not self._current(generation):
                 return

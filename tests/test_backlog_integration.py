@@ -161,3 +161,41 @@ async def test_a_backlog_read_topic_after_topic_alerts_as_if_read_in_time_order(
     assert _alerts(backlog_out) == expected_alerts
     assert _tasks(backlog_out) == expected_tasks
     assert "inputs_assigned" in backlog.log()
+
+
+async def _flushes(worker: Worker) -> int:
+    text = await worker.metrics()
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in text.splitlines()
+        if line.startswith("churnguard_flush_seconds_count")
+    )
+
+
+async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Batch after batch of a backlog, a partition still flushes at CHURNGUARD_FLUSH_MAX_DIRTY
+    dirty customers: the states it holds stay bounded and its offsets are committed as it goes
+    (it used to read all it had buffered, up to the whole backlog, before the first flush)."""
+    history = _history()
+    batch = 50
+    worker, topics = _worker(broker, tmp_path, "bounded")
+    worker.extra_env.update(
+        {
+            "CHURNGUARD_FETCH_PARTITION_MAX_BYTES": "1048576",  # each topic in one fetch
+            "CHURNGUARD_BATCH_MAX_RECORDS": str(batch),
+            "CHURNGUARD_FLUSH_MAX_DIRTY": "1",  # every batch dirties one: a flush after each
+            "CHURNGUARD_FLUSH_INTERVAL_S": "600",
+            "CHURNGUARD_TICK_INTERVAL_S": "600",  # no sweeps, so no flushes after them
+        }
+    )
+    await ensure_topics(broker.bootstrap, topics.all(), 2)
+    await _publish_backlog(broker.bootstrap, topics, history)
+    worker.start()
+    try:
+        await _wait_processed(worker, len(history))
+        flushes = await _flushes(worker)
+    finally:
+        worker.stop()
+    assert flushes >= len(history) // batch, (flushes, worker.log()[-3000:])
