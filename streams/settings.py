@@ -75,8 +75,19 @@ class Settings(BaseSettings):
         120, ge=97, description="how far back daily buckets reach (the 90-day baseline needs 97)"
     )
     recent_event_ids: int = Field(512, ge=16, description="event_ids kept per customer for dedup")
-    flush_interval_s: float = Field(1.0, gt=0, description="max age of unpersisted state")
-    flush_max_dirty: int = Field(2000, ge=1, description="flush a partition at this many dirty")
+    flush_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="max age of unpersisted state, and of uncommitted input (what a crash "
+        "makes the worker read again); a sweep (every tick) flushes too. Quix Streams "
+        "commits every 5 s by default, Kafka Streams every 30 s",
+    )
+    flush_max_dirty: int = Field(
+        10_000,
+        ge=1,
+        description="flush a partition at this many dirty customers (checked between "
+        "batches; a few KiB of memory each); more means fewer writes of the same customer",
+    )
     state_cache_customers: int = Field(
         50_000,
         ge=0,
