@@ -245,20 +245,14 @@ class Scorer:
         # object that refers back to them, and each step would leave a cycle for the GC
         read = _ScoreReader(state, at, new, value)
         if full or not moved.isdisjoint(self._stage_inputs):
-            try:
-                new["stage"] = _first(self._stages, read)
-            except _CEL_ERRORS as exc:
-                outcome.errors.append(("lifecycle", str(exc)))
-                new["stage"] = old.get("stage", "")
+            new["stage"] = _guarded(outcome, "lifecycle", self._stage, read, old.get("stage", ""))
             if new["stage"] != old.get("stage"):
                 moved.add("lifecycle_stage")
         rescore = full
         if full or not moved.isdisjoint(self._profile_inputs):
-            try:
-                new["profile"] = self._profile(read)
-            except _CEL_ERRORS as exc:
-                outcome.errors.append(("profile", str(exc)))
-                new["profile"] = old.get("profile", "")
+            new["profile"] = _guarded(
+                outcome, "profile", self._profile, read, old.get("profile", "")
+            )
             rescore = rescore or new["profile"] != old.get("profile")
         # a full step starts afresh: factors of earlier definitions must not linger
         points: list[Any] = [None] * len(self._factors) if full else list(old["fp"])
@@ -285,10 +279,7 @@ class Scorer:
         if override is not None and override in self._rank:
             tier = override
         elif full or not moved.isdisjoint(self._tier_inputs):
-            try:
-                tier = _first(self._tiers, read)
-            except _CEL_ERRORS as exc:
-                outcome.errors.append(("tiers", str(exc)))
+            tier = _guarded(outcome, "tiers", self._tier, read, fallback)
         if before is not None and before != tier:
             new["prev_tier"] = before
             new["tier_since"] = at
@@ -300,6 +291,12 @@ class Scorer:
         }
         state.scores = new
         return outcome
+
+    def _stage(self, read: Callable[[str], Any]) -> str:
+        return _first(self._stages, read)
+
+    def _tier(self, read: Callable[[str], Any]) -> str:
+        return _first(self._tiers, read)
 
     def _profile(self, read: Callable[[str], Any]) -> str:
         for profile_id, applies, _ in self._profiles:
@@ -533,6 +530,21 @@ class _ScoreReader:
             return self.value(name)
         found = self.new.get(key, MISS) if key != "tier_since" else MISS
         return FEATURES[name].compute(self.state, self.at) if found is MISS else found
+
+
+def _guarded(
+    outcome: ScoreOutcome,
+    part: str,
+    choose: Callable[[Callable[[str], Any]], str],
+    read: Callable[[str], Any],
+    default: str,
+) -> str:
+    """``choose(read)``; ``default`` when its CEL fails, the error noted under ``part``."""
+    try:
+        return choose(read)
+    except _CEL_ERRORS as exc:
+        outcome.errors.append((part, str(exc)))
+        return default
 
 
 def _first(choices: list[tuple[str, Memo | None]], read: Callable[[str], Any]) -> str:

@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from streams.broker import ensure_topics
 from streams.synthetic import SyntheticRecord, generate, plan_customers
 from tests.conftest import Broker, Outputs, Producer, Topics, Worker
+from tests.proc_stats import metric_sum
 
 pytestmark = pytest.mark.integration
 
@@ -163,15 +164,6 @@ async def test_a_backlog_read_topic_after_topic_alerts_as_if_read_in_time_order(
     assert "inputs_assigned" in backlog.log()
 
 
-async def _flushes(worker: Worker) -> int:
-    text = await worker.metrics()
-    return sum(
-        int(float(line.rsplit(" ", 1)[1]))
-        for line in text.splitlines()
-        if line.startswith("churnguard_flush_seconds_count")
-    )
-
-
 async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
     broker: Broker, tmp_path: Path
 ) -> None:
@@ -195,7 +187,7 @@ async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
     worker.start()
     try:
         await _wait_processed(worker, len(history))
-        flushes = await _flushes(worker)
+        flushes = metric_sum(await worker.metrics(), "churnguard_flush_seconds_count")
     finally:
         worker.stop()
     assert flushes >= len(history) // batch, (flushes, worker.log()[-3000:])

@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import orjson
 import pytest
 
+from bench.rules_cost import FLUSH_DIRTY, START, run_engine
 from rules.engine import Engine, EngineConfig
 from rules.loader import load_rules
 from schemas import InputEvent, decode_input
-from streams.deadlines import DeadlineIndex
 from streams.settings import BUILTIN_PACKS
 from streams.sketch import CutPoints
-from streams.state import CustomerState
 from streams.synthetic import generate_events
 from tests.factories import clv_model
-
-START = datetime(2026, 1, 5, tzinfo=UTC)
-HOUR = 3600.0
 
 
 def events(customers: int, count: int, seed: int) -> list[InputEvent]:
@@ -38,31 +33,6 @@ def events(customers: int, count: int, seed: int) -> list[InputEvent]:
         decode_input(r.topic_kind, orjson.dumps(r.value))
         for r in generate_events(customers, count, start=START, seed=seed)
     ]
-
-
-def drive(engine: Engine, traffic: list[InputEvent]) -> int:
-    """Run the traffic as the worker does (events, a flush every 50 dirty customers, hourly
-    sweeps of the due customers); the number of outputs."""
-    states: dict[str, CustomerState] = {}
-    index = DeadlineIndex()
-    dirty: set[str] = set()
-    outputs = 0
-    next_sweep = traffic[0].occurred_at.timestamp() + HOUR
-    for event in traffic:
-        at = event.occurred_at.timestamp()
-        while at >= next_sweep:
-            for cid in index.pop_due(next_sweep):
-                outputs += len(engine.advance(states[cid], next_sweep).outputs)
-                index.set(cid, engine.next_deadline(states[cid]))
-            next_sweep += HOUR
-        state = states.setdefault(event.customer_id, CustomerState(event.customer_id))
-        outputs += len(engine.apply(state, event).outputs)
-        dirty.add(event.customer_id)
-        if len(dirty) >= 50:
-            for cid in dirty:
-                index.set(cid, engine.next_deadline(states[cid]))
-            dirty.clear()
-    return outputs
 
 
 @pytest.fixture
@@ -95,11 +65,12 @@ def test_evaluations_leave_no_cyclic_garbage(config: EngineConfig) -> None:
         as_of=START.timestamp(),
     )
     engine.set_cut_points(cuts)
-    drive(engine, events(30, 300, seed=1))  # first calls: caches, lazy imports
-    traffic = events(200, 4000, seed=2)
+    run_engine(events(30, 300, seed=1), engine)  # first calls: caches, lazy imports
+    # more customers than a flush takes: flushes, next deadlines and sweeps all run
+    traffic = events(2 * FLUSH_DIRTY, 8 * FLUSH_DIRTY, seed=2)
     gc.collect()
 
-    produced = drive(engine, traffic)
+    counts = run_engine(traffic, engine)  # as the worker drives it
 
-    assert produced > 0  # the traffic fired rules, so the whole path ran
+    assert counts["outputs"] > 0 and counts["swept"] > 0  # the whole path ran
     assert gc.collect() == 0
