@@ -134,7 +134,7 @@ class Engine:
             wakeups.before_event(state, previous, at, kind_changes, changes)
         any_event = wakeups.any_event
         before = [FEATURES[n].compute(state, at) for n in any_event]
-        apply_event(state, event, self.config.state)
+        apply_event(state, event, self.config.state, ts)
         moved = frozenset(
             n
             for n, old in zip(any_event, before, strict=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from rules.memo import MISS, Memo
@@ -13,16 +12,25 @@ CEL_ERRORS = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
 """What a CEL program may raise on the values of one customer."""
 
 
-@dataclass
 class Evaluation:
     """One evaluation of one customer at one time: lazily computed feature values."""
 
-    state: CustomerState
-    at: float
-    values: dict[str, Any] = field(default_factory=dict)
-    alerts_changed: bool = False  # in the current round
-    alerts_touched: bool = False  # in this pass: one fired, resolved, was forgotten or upgraded
-    timers: frozenset[str] = frozenset()  # rules whose lifecycle timer is due
+    # a plain class, not a dataclass: compiled, a dataclass's generated __init__ stays
+    # interpreted, and one Evaluation is made per event and wake-up
+    def __init__(
+        self,
+        state: CustomerState,
+        at: float,
+        alerts_touched: bool = False,
+        timers: frozenset[str] = frozenset(),
+    ) -> None:
+        self.state = state
+        self.at = at
+        self.values: dict[str, Any] = {}
+        self.alerts_changed = False  # in the current round
+        # in this pass: one fired, resolved, was forgotten or upgraded
+        self.alerts_touched = alerts_touched
+        self.timers = timers  # rules whose lifecycle timer is due
 
     def value(self, name: str) -> Any:
         """The feature's value for the customer at this time."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from rules.loader import CompiledRule
@@ -22,18 +22,20 @@ class RuleError:
     message: str
 
 
-@dataclass
 class Result:
     """What one call into the engine produced."""
 
-    applied: bool = True
-    outputs: list[Output] = field(default_factory=list)  # alerts and tasks, in order
-    snapshots: list[CustomerHealth] = field(default_factory=list)
-    errors: list[RuleError] = field(default_factory=list)
-    evaluations: int = 0
-    eval_seconds: float = 0.0
-    # (rule id, alert id) of lifecycle records of rules no longer in the pack, dropped
-    forgotten: list[tuple[str, str | None]] = field(default_factory=list)
+    # a plain class, not a dataclass: compiled, a dataclass's generated __init__ stays
+    # interpreted, and one Result is made per evaluation
+    def __init__(self, applied: bool = True) -> None:
+        self.applied = applied
+        self.outputs: list[Output] = []  # alerts and tasks, in order
+        self.snapshots: list[CustomerHealth] = []
+        self.errors: list[RuleError] = []
+        self.evaluations = 0
+        self.eval_seconds = 0.0
+        # (rule id, alert id) of lifecycle records of rules no longer in the pack, dropped
+        self.forgotten: list[tuple[str, str | None]] = []
 
     def extend(self, other: Result) -> None:
         """Append another result's outputs, snapshots and errors."""

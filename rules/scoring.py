@@ -88,26 +88,36 @@ class CompiledScoring:
         return {tier_id: i for i, (tier_id, _) in enumerate(self.tiers)}
 
 
-@dataclass
 class ScoreOutcome:
     """What one scoring step changed."""
 
-    changed: set[str] = field(default_factory=set)  # features whose value changed
-    tier_change: tuple[str, str] | None = None  # (from, to)
-    errors: list[tuple[str, str]] = field(default_factory=list)  # (part, message)
-    full: bool = False  # every part was recomputed (first step, new definitions, override)
+    # plain classes, not dataclasses: compiled, a dataclass's generated __init__ stays
+    # interpreted, and these are made at every step and snapshot
+    def __init__(self) -> None:
+        self.changed: set[str] = set()  # features whose value changed
+        self.tier_change: tuple[str, str] | None = None  # (from, to)
+        self.errors: list[tuple[str, str]] = []  # (part, message)
+        self.full = False  # every part was recomputed (first step, new definitions, override)
 
 
-@dataclass(frozen=True, slots=True)
 class FactorShare:
     """One health factor's part in the score, as a snapshot shows it."""
 
-    factor: str
-    value: float | None
-    points: int
-    missing: bool  # no data: the points are the missing-data policy's
-    weight: float  # scaled so the weights of the factors with data sum to 100
-    contribution: float
+    def __init__(
+        self,
+        factor: str,
+        value: float | None,
+        points: int,
+        missing: bool,  # no data: the points are the missing-data policy's
+        weight: float,  # scaled so the weights of the factors with data sum to 100
+        contribution: float,
+    ) -> None:
+        self.factor = factor
+        self.value = value
+        self.points = points
+        self.missing = missing
+        self.weight = weight
+        self.contribution = contribution
 
 
 def points_for(factor: Factor, value: float) -> int:

@@ -9,7 +9,6 @@ a large enough health move), at most once per interval unless the tier changed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 from rules.config import EngineConfig
@@ -48,13 +47,19 @@ _MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Snapshots._send``)."""
 
 
-@dataclass(slots=True)
 class Scored:
     """What the scoring step of one evaluation found."""
 
-    changed: frozenset[str] | None  # the evaluation's moved features, with the scores that did
-    tier_change: tuple[str, str] | None  # (from, to)
-    full: bool  # every part was recomputed
+    # a plain class: compiled, a dataclass's generated __init__ stays interpreted
+    def __init__(
+        self,
+        changed: frozenset[str] | None,  # the evaluation's moved features, with the scores' own
+        tier_change: tuple[str, str] | None,  # (from, to)
+        full: bool,  # every part was recomputed
+    ) -> None:
+        self.changed = changed
+        self.tier_change = tier_change
+        self.full = full
 
 
 class Snapshots:

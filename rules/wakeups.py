@@ -12,7 +12,6 @@ cache never changes a result, a miss recomputes.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from math import inf, nextafter
 from typing import Any
 
@@ -114,14 +113,17 @@ def _version(state: CustomerState) -> tuple[float | None, str | None]:
     return (state.evaluated_at, state.recent_ids[-1] if state.recent_ids else None)
 
 
-@dataclass(slots=True)
 class Timing:
     """Cached next change times of a customer's features, valid for one state version."""
 
-    version: tuple[float | None, str | None]
-    changes: dict[str, float | None]
-    deadline: float | None = None
-    has_deadline: bool = False
+    # a plain class: compiled, a dataclass's generated __init__ stays interpreted
+    def __init__(
+        self, version: tuple[float | None, str | None], changes: dict[str, float | None]
+    ) -> None:
+        self.version = version
+        self.changes = changes
+        self.deadline: float | None = None
+        self.has_deadline = False
 
 
 class Wakeups:

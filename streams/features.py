@@ -260,25 +260,26 @@ def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
     # prefix[i]: logins on the days from ``first`` to ``first + i - 1`` (counts: sums are exact)
     first = today - 7 * WEEKS_COMPARED - 6
     prefix = list(accumulate(map(logins.get, range(first, end), repeat(0.0)), initial=0.0))
-
-    def falling(day: int) -> int:  # _weeks_declining at ``day``
-        newest = day - first + 1
-        n = 0
-        week = prefix[newest] - prefix[newest - 7]
-        while n < WEEKS_COMPARED:
-            newest -= 7
-            before = prefix[newest] - prefix[newest - 7]
-            if not week < before:
-                break
-            week = before
-            n += 1
-        return n
-
-    now = falling(today)
+    now = _falling(prefix, first, today)
     for day in range(today + 1, end):
-        if falling(day) != now:
+        if _falling(prefix, first, day) != now:
             return day * DAY
     return None
+
+
+def _falling(prefix: list[float], first: int, day: int) -> int:
+    """``_weeks_declining`` at ``day`` from prefix sums of daily logins starting at ``first``."""
+    newest = day - first + 1
+    n = 0
+    week = prefix[newest] - prefix[newest - 7]
+    while n < WEEKS_COMPARED:
+        newest -= 7
+        before = prefix[newest] - prefix[newest - 7]
+        if not week < before:
+            break
+        week = before
+        n += 1
+    return n
 
 
 # -- monthly windows --------------------------------------------------------------------------

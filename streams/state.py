@@ -283,11 +283,17 @@ class StateConfig:
     currency_rates: dict[str, float] = field(default_factory=lambda: {"EUR": 1.0})
 
 
-def apply_event(state: CustomerState, event: InputEvent, config: StateConfig) -> bool:
-    """Fold one event into ``state``; False (and no change) if its event_id was seen."""
+def apply_event(
+    state: CustomerState, event: InputEvent, config: StateConfig, ts: float | None = None
+) -> bool:
+    """Fold one event into ``state``; False (and no change) if its event_id was seen.
+
+    ``ts``: the event's time as epoch seconds, when the caller has it already.
+    """
     if state.seen(event.event_id):
         return False
-    ts = event.occurred_at.timestamp()
+    if ts is None:
+        ts = event.occurred_at.timestamp()
     state.remember(event.event_id, config.recent_event_ids)
     if state.first_seen_at is None or ts < state.first_seen_at:
         state.first_seen_at = ts
