@@ -22,7 +22,12 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from agents.engine_config import engine_config
+from schemas import decode_input
 from streams.broker import ensure_topics
+from streams.features import FEATURES, compute
+from streams.settings import Settings
+from streams.state import CustomerState, apply_event
 from streams.synthetic import SyntheticRecord, generate, plan_customers
 from tests.conftest import Broker, Outputs, Producer, Topics, Worker
 from tests.proc_stats import metric_sum
@@ -169,7 +174,12 @@ async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
 ) -> None:
     """Batch after batch of a backlog, a partition still flushes at CHURNGUARD_FLUSH_MAX_DIRTY
     dirty customers: the states it holds stay bounded and its offsets are committed as it goes
-    (it used to read all it had buffered, up to the whole backlog, before the first flush)."""
+    (it used to read all it had buffered, up to the whole backlog, before the first flush).
+
+    With no state cache, every batch reads its customers back from the table right after the
+    flush before it: each customer's state must still hold every event (compared with all
+    its events folded in order), or a flush persisted less than it covered.
+    """
     history = _history()
     batch = 50
     worker, topics = _worker(broker, tmp_path, "bounded")
@@ -180,6 +190,7 @@ async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
             "CHURNGUARD_FLUSH_MAX_DIRTY": "1",  # every batch dirties one: a flush after each
             "CHURNGUARD_FLUSH_INTERVAL_S": "600",
             "CHURNGUARD_TICK_INTERVAL_S": "600",  # no sweeps, so no flushes after them
+            "CHURNGUARD_STATE_CACHE_CUSTOMERS": "0",  # every batch loads its customers again
         }
     )
     await ensure_topics(broker.bootstrap, topics.all(), 2)
@@ -188,6 +199,29 @@ async def test_a_backlog_is_flushed_within_its_bounds_while_it_is_read(
     try:
         await _wait_processed(worker, len(history))
         flushes = metric_sum(await worker.metrics(), "churnguard_flush_seconds_count")
+        views = {cid: await worker.customer(cid) for cid in {r.key for r in history}}
     finally:
         worker.stop()
     assert flushes >= len(history) // batch, (flushes, worker.log()[-3000:])
+    folded = _folded(history)
+    for cid, view in views.items():
+        assert view is not None, cid
+        expected = compute(folded[cid], view["as_of"], EVENT_FEATURES)
+        assert {n: view["features"][n] for n in EVENT_FEATURES} == expected, cid
+
+
+EVENT_FEATURES = frozenset(
+    n for n, f in FEATURES.items() if not f.depends_on & {"alerts", "scores"}
+)
+"""The features that only the input events (and time) move."""
+
+
+def _folded(history: list[SyntheticRecord]) -> dict[str, CustomerState]:
+    """Every customer's state with all its events folded in, in time order (no rules)."""
+    events = [decode_input(r.topic_kind, orjson.dumps(r.value)) for r in history]
+    states: dict[str, CustomerState] = {}
+    config = engine_config(Settings()).state  # the worker's, from the same defaults
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        state = states.setdefault(event.customer_id, CustomerState(event.customer_id))
+        apply_event(state, event, config)
+    return states
