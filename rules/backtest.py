@@ -10,8 +10,10 @@ would give them. Deterministic: the same events and rules give the same :class:`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rules.engine import Engine, Result
 from rules.loader import RuleSet
@@ -94,17 +96,48 @@ class _Tracker:
             del self.low_health[cid]
 
 
-def population_cut_points(states: dict[str, CustomerState], now: float) -> RfmSketch:
-    """The RFM summary of every customer with an order, recency counted to ``now``."""
-    sketch = RfmSketch(as_of=now)
-    today = day_of(now)
-    for state in states.values():
+class Population:
+    """Every customer's RFM inputs, for the population's cut points at any time: kept per
+    customer and counted by value, and worked out again only for customers with new events."""
+
+    def __init__(self) -> None:
+        self._profiles: dict[str, tuple[int, float, float]] = {}  # last order day, f, m
+        self._last_days: Counter[int] = Counter()
+        self._frequency: Counter[float] = Counter()
+        self._monetary: Counter[float] = Counter()
+
+    def update(self, state: CustomerState) -> None:
+        """Take the customer's purchase history as it is now."""
+        old = self._profiles.pop(state.customer_id, None)
+        if old is not None:
+            _uncount(self._last_days, old[0])
+            _uncount(self._frequency, old[1])
+            _uncount(self._monetary, old[2])
         history = purchase_history(state, 0.0)
         if history is None or state.rfm_last_day is None:
-            continue
+            return
         repeat, _, _, monetary = history
-        sketch.add(max(0, today - state.rfm_last_day), repeat, monetary)
-    return sketch
+        new = (state.rfm_last_day, repeat, monetary)
+        self._profiles[state.customer_id] = new
+        self._last_days[new[0]] += 1
+        self._frequency[repeat] += 1
+        self._monetary[monetary] += 1
+
+    def sketch(self, now: float) -> RfmSketch:
+        """The RFM summary of every customer with an order, recency counted to ``now``."""
+        sketch = RfmSketch(as_of=now)
+        today = day_of(now)
+        recency: Counter[float] = Counter()
+        for last_day, n in self._last_days.items():
+            recency[max(0, today - last_day)] += n
+        sketch.add_counts(recency, self._frequency, self._monetary)
+        return sketch
+
+
+def _uncount(counter: Counter[Any], value: Any) -> None:
+    counter[value] -= 1
+    if not counter[value]:
+        del counter[value]
 
 
 def cut_schedule(
@@ -124,6 +157,8 @@ def cut_schedule(
     if not events:
         return schedule
     states: dict[str, CustomerState] = {}
+    population = Population()
+    touched: set[str] = set()  # customers with events since the last cut points
     if start is None:
         start = events[0].occurred_at.timestamp()
     next_sweep = (start // 86400.0) * 86400.0 + step
@@ -132,7 +167,10 @@ def cut_schedule(
     def sweep(now: float) -> None:
         nonlocal next_cuts
         if now >= next_cuts:
-            schedule[now] = cut_points(population_cut_points(states, now))
+            for cid in touched:
+                population.update(states[cid])
+            touched.clear()
+            schedule[now] = cut_points(population.sketch(now))
             next_cuts = now + cuts_every
 
     for event in events:
@@ -146,6 +184,7 @@ def cut_schedule(
         if state is None:
             state = states[event.customer_id] = CustomerState(event.customer_id)
         apply_event(state, event, config)
+        touched.add(event.customer_id)
     while next_sweep < until:
         sweep(next_sweep)
         next_sweep += step

@@ -58,6 +58,9 @@ class _Ids:
 
 def parse_when(text: str, fmt: str | None) -> datetime:
     """A date or time in ``fmt`` (None: ISO 8601), in UTC unless it says its offset."""
+    if fmt == "%Y%m%d" and len(text) == 8 and text.isascii() and text.isdigit():
+        # CDNOW's dates: strptime took half of reading the file
+        return datetime(int(text[:4]), int(text[4:6]), int(text[6:]), tzinfo=UTC)
     value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 

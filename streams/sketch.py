@@ -125,6 +125,33 @@ class RfmSketch:
         f.add(float(frequency))
         m.add(float(monetary))
 
+    def add_counts(
+        self,
+        recency_days: Mapping[float, int],
+        frequency: Mapping[float, int],
+        monetary: Mapping[float, int],
+    ) -> None:
+        """Count customers by value: per dimension, each value with how many customers have
+        it; the same distributions as one :meth:`add` per customer, in one weighted add per
+        distinct value.
+
+        Raises ValueError for a NaN or infinite value, a count below 1, or dimensions that
+        count different numbers of customers (nothing is added then).
+        """
+        counts = (recency_days, frequency, monetary)
+        for name, by_value in zip(_DIMENSIONS, counts, strict=True):
+            for value, n in by_value.items():
+                if not math.isfinite(value):
+                    raise ValueError(f"{name} must be a finite number, got {value!r}")
+                if n < 1:
+                    raise ValueError(f"{name} {value!r}: count must be at least 1, got {n}")
+        totals = [sum(by_value.values()) for by_value in counts]
+        if len(set(totals)) > 1:
+            raise ValueError(f"the dimensions count different numbers of customers: {totals}")
+        for sketch, by_value in zip(self._sketches, counts, strict=True):
+            for value in sorted(by_value):
+                sketch.add(float(value), float(by_value[value]))
+
     def merge(self, other: RfmSketch) -> None:
         """Add the customers ``other`` summarises to this sketch (``other`` is unchanged).
 

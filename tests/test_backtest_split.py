@@ -11,12 +11,14 @@ from typing import Any
 import orjson
 import pytest
 
-from rules.backtest import Run, cut_schedule, merge_runs, run_backtest
+from rules.backtest import Population, Run, cut_schedule, merge_runs, run_backtest
 from rules.engine import Engine, EngineConfig
 from rules.loader import load_rules
 from schemas import decode_input
+from streams.features import purchase_history
 from streams.settings import BUILTIN_PACKS
-from streams.sketch import CutPoints
+from streams.sketch import CutPoints, RfmSketch, cut_points
+from streams.state import CustomerState, apply_event, day_of
 from streams.synthetic import generate, plan_customers
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -95,3 +97,33 @@ def test_two_parts_with_the_schedule_give_the_whole_run(engine: Callable[[], Rec
     assert all(part.applied for part in parts)
     assert _seen(merge_runs(parts)) == _seen(whole)
     assert any(e.rule_id == "frequent-buyer" for e in whole.episodes)
+
+
+def test_the_population_counts_each_customer_once_with_its_newest_orders() -> None:
+    """Population keeps one profile per customer, updated as orders arrive: its sketch is the
+    sketch of every customer's current purchase history, added one by one."""
+    events = sorted(
+        (
+            decode_input(r.topic_kind, orjson.dumps(r.value))
+            for r in generate(plan_customers(80, seed=3), start=START, days=120, seed=3)
+        ),
+        key=lambda e: e.occurred_at,
+    )
+    config = EngineConfig().state
+    states: dict[str, CustomerState] = {}
+    population = Population()
+    checked = 0
+    for i, event in enumerate(events):
+        state = states.setdefault(event.customer_id, CustomerState(event.customer_id))
+        apply_event(state, event, config)
+        population.update(state)  # again and again for the same customer
+        if i % 500 == 499:
+            now = event.occurred_at.timestamp()
+            expected = RfmSketch(as_of=now)
+            for s in states.values():
+                history = purchase_history(s, 0.0)
+                if history is not None and s.rfm_last_day is not None:
+                    expected.add(max(0, day_of(now) - s.rfm_last_day), history[0], history[3])
+            assert cut_points(population.sketch(now)) == cut_points(expected)
+            checked += expected.count
+    assert checked > 0

@@ -343,3 +343,37 @@ def test_next_score_change_is_the_first_higher_value_that_scores_otherwise(
         (v for v in range(value + 1, 2000) if score(v, cuts, higher_is_better=False) != now), None
     )
     assert next_score_change(value, cuts) == first
+
+
+def test_add_counts_gives_the_sketch_of_one_add_per_customer() -> None:
+    recency, frequency, monetary = mixed_population(3000, seed=5)
+    one_by_one = RfmSketch(as_of=AS_OF)
+    for r, f, m in zip(recency, frequency, monetary, strict=True):
+        one_by_one.add(float(r), float(f), float(m))
+    counted = RfmSketch(as_of=AS_OF)
+    by_value: list[dict[float, int]] = [{}, {}, {}]
+    for values, counts in zip((recency, frequency, monetary), by_value, strict=True):
+        for v in values:
+            counts[float(v)] = counts.get(float(v), 0) + 1
+    counted.add_counts(*by_value)
+    assert counted.count == one_by_one.count == 3000
+    assert cut_points(counted) == cut_points(one_by_one)
+    for mine, theirs in zip(
+        (counted.recency, counted.frequency, counted.monetary),
+        (one_by_one.recency, one_by_one.frequency, one_by_one.monetary),
+        strict=True,
+    ):
+        for q in np.linspace(0.0, 1.0, 101):
+            assert mine.get_quantile_value(q) == theirs.get_quantile_value(q)
+
+
+def test_add_counts_refuses_bad_counts_and_adds_nothing() -> None:
+    sketch = RfmSketch(as_of=AS_OF)
+    for bad in (
+        ({1.0: 2}, {1.0: 1}, {1.0: 2}),  # frequency counts one customer less
+        ({1.0: 0}, {1.0: 0}, {1.0: 0}),
+        ({float("nan"): 1}, {1.0: 1}, {1.0: 1}),
+    ):
+        with pytest.raises(ValueError):
+            sketch.add_counts(*bad)
+    assert sketch.count == 0
