@@ -156,6 +156,10 @@ class Scorer:
     ) -> None:
         self.scoring = scoring
         self.model = model
+        self._memo_size = memo_size
+        # (profile, *factor entries) → what _shares gives for them
+        self._shares_memo: dict[tuple[Any, ...], Any] = {}
+        self._rounded: dict[float, float] = {}  # factor value → as shown
         self._tiers = [(t, Memo(p, memo_size) if p else None) for t, p in scoring.tiers]
         self._stages = [(s, Memo(p, memo_size) if p else None) for s, p in scoring.stages]
         self._factors = [
@@ -384,8 +388,25 @@ class Scorer:
     def _shares(
         self, points: list[Any], profile: str
     ) -> tuple[float, list[tuple[int, int, bool, float, float]]] | None:
-        """(exact score, [(factor index, points, missing, scaled weight, share)]); None
-        without data."""
+        """(exact score, [(factor index, points, missing, scaled weight, share)], the weight
+        and share rounded to 2 places as shown); None without data.
+
+        Memoised: they depend only on the entries and the profile, which take few values,
+        and rounding a float to places costs a decimal conversion each time.
+        """
+        key = (profile, *(tuple(e) if isinstance(e, list) else e for e in points))
+        memo = self._shares_memo
+        found = memo.get(key, MISS)
+        if found is MISS:
+            found = self._compute_shares(points, profile)
+            if len(memo) >= self._memo_size:
+                memo.clear()
+            memo[key] = found
+        return found
+
+    def _compute_shares(
+        self, points: list[Any], profile: str
+    ) -> tuple[float, list[tuple[int, int, bool, float, float]]] | None:
         weights = self._weights(profile)
         parts = [
             (i, entry, weights.get(compiled[0].spec.id, 0))
@@ -396,12 +417,15 @@ class Scorer:
         if total_weight <= 0:
             return None
         scale = 100.0 / total_weight
+        total = 0.0
         shares = []
         for i, entry, weight in parts:
             missing = isinstance(entry, list)
             got = entry[0] if missing else entry
-            shares.append((i, got, missing, weight * scale, weight * scale * got / 100.0))
-        return sum(share for *_, share in shares), shares
+            share = weight * scale * got / 100.0
+            total += share
+            shares.append((i, got, missing, round(weight * scale, 2), round(share, 2)))
+        return total, shares
 
     def _health(self, points: list[Any], profile: str) -> int:
         """The health score from the factor points and the profile's weights."""
@@ -434,12 +458,26 @@ class Scorer:
             raw: float | None = None
             if not missing:
                 try:
-                    raw = _json_number(self._value(compiled, value_of, value))
+                    raw = self._shown_value(self._value(compiled, value_of, value))
                 except _CEL_ERRORS:
                     raw = None
-            shown.append(
-                FactorShare(compiled.spec.id, raw, got, missing, round(weight, 2), round(share, 2))
-            )
+            shown.append(FactorShare(compiled.spec.id, raw, got, missing, weight, share))
+        return shown
+
+    def _shown_value(self, raw: float) -> float | None:
+        """A factor's value as shown: rounded to 4 places (memoised: a decimal conversion
+        each time otherwise), None when not a finite number."""
+        if math.isnan(raw) or math.isinf(raw):
+            return None
+        if not raw:  # 0.0 and -0.0 are one key, and each shows as it is
+            return raw
+        memo = self._rounded
+        shown = memo.get(raw)
+        if shown is None:
+            shown = round(raw, 4)
+            if len(memo) >= self._memo_size:
+                memo.clear()
+            memo[raw] = shown
         return shown
 
     def contributions(
@@ -562,9 +600,3 @@ def _first(choices: list[tuple[str, Memo | None]], read: Callable[[str], Any]) -
         if memo is None or memo.run(read) is True:
             return choice_id
     return choices[-1][0]
-
-
-def _json_number(raw: float | None) -> float | None:
-    if raw is None or math.isnan(raw) or math.isinf(raw):
-        return None
-    return round(raw, 4)
