@@ -388,8 +388,8 @@ class Scorer:
     def _shares(
         self, points: list[Any], profile: str
     ) -> tuple[float, list[tuple[int, int, bool, float, float]]] | None:
-        """(exact score, [(factor index, points, missing, scaled weight, share)], the weight
-        and share rounded to 2 places as shown); None without data.
+        """(exact score, [(factor index, points, missing, scaled weight, share)]), the weight
+        and share rounded to 2 places as shown; None without data.
 
         Memoised: they depend only on the entries and the profile, which take few values,
         and rounding a float to places costs a decimal conversion each time.
