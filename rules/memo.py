@@ -27,7 +27,12 @@ class Memo:
         hit = self.cache.get(key, MISS)
         if hit is MISS:
             hit = self.program.execute(dict(zip(self.names, key, strict=True)))
-            if len(self.cache) >= self.limit:
-                self.cache.clear()
-            self.cache[key] = hit
+            remember(self.cache, key, hit, self.limit)
         return hit
+
+
+def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
+    """Put ``value`` in a memo of at most ``limit`` entries (a full one starts afresh)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value

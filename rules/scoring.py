@@ -19,7 +19,7 @@ from typing import Any
 
 import cel
 
-from rules.memo import MISS, Memo
+from rules.memo import MISS, Memo, remember
 from rules.scoring_model import Factor, Scoring
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
@@ -399,9 +399,7 @@ class Scorer:
         found = memo.get(key, MISS)
         if found is MISS:
             found = self._compute_shares(points, profile)
-            if len(memo) >= self._memo_size:
-                memo.clear()
-            memo[key] = found
+            remember(memo, key, found, self._memo_size)
         return found
 
     def _compute_shares(
@@ -475,9 +473,7 @@ class Scorer:
         shown = memo.get(raw)
         if shown is None:
             shown = round(raw, 4)
-            if len(memo) >= self._memo_size:
-                memo.clear()
-            memo[raw] = shown
+            remember(memo, raw, shown, self._memo_size)
         return shown
 
     def contributions(

@@ -58,11 +58,15 @@ class _Ids:
 
 def parse_when(text: str, fmt: str | None) -> datetime:
     """A date or time in ``fmt`` (None: ISO 8601), in UTC unless it says its offset."""
-    if fmt == "%Y%m%d" and len(text) == 8 and text.isascii() and text.isdigit():
-        # CDNOW's dates: strptime took half of reading the file
-        return datetime(int(text[:4]), int(text[4:6]), int(text[6:]), tzinfo=UTC)
     value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _cdnow_day(text: str) -> datetime:
+    """A CDNOW date (YYYYMMDD) at midnight UTC; ValueError when it is not one."""
+    if len(text) == 8 and text.isascii() and text.isdigit():  # strptime: half of the read
+        return datetime(int(text[:4]), int(text[4:6]), int(text[6:]), tzinfo=UTC)
+    return parse_when(text, "%Y%m%d")
 
 
 def _order(
@@ -151,7 +155,7 @@ def _cdnow_row(
         )
     customer, day, _, amount = parts
     try:
-        when = parse_when(day, "%Y%m%d")
+        when = _cdnow_day(day)
     except ValueError:
         raise OrdersFileError(f"{path}:{line_no}: date {day!r} is not YYYYMMDD") from None
     if until is not None and when.date() > until:

@@ -139,6 +139,15 @@ def fold(events: list[InputEvent], config: StateConfig = CONFIG) -> CustomerStat
     return state
 
 
+def fold_each(events: list[InputEvent], config: StateConfig = CONFIG) -> dict[str, CustomerState]:
+    """Every customer's state with its events folded in, in time order (no rules)."""
+    states: dict[str, CustomerState] = {}
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        state = states.setdefault(event.customer_id, CustomerState(event.customer_id))
+        apply_event(state, event, config)
+    return states
+
+
 # -- hypothesis ------------------------------------------------------------------------------
 def times(days: int = 200) -> st.SearchStrategy[datetime]:
     """Event times from T0 to ``days`` later, to the microsecond."""

@@ -27,9 +27,10 @@ from schemas import decode_input
 from streams.broker import ensure_topics
 from streams.features import FEATURES, compute
 from streams.settings import Settings
-from streams.state import CustomerState, apply_event
+from streams.state import CustomerState
 from streams.synthetic import SyntheticRecord, generate, plan_customers
 from tests.conftest import Broker, Outputs, Producer, Topics, Worker
+from tests.factories import fold_each
 from tests.proc_stats import metric_sum
 
 pytestmark = pytest.mark.integration
@@ -219,9 +220,4 @@ EVENT_FEATURES = frozenset(
 def _folded(history: list[SyntheticRecord]) -> dict[str, CustomerState]:
     """Every customer's state with all its events folded in, in time order (no rules)."""
     events = [decode_input(r.topic_kind, orjson.dumps(r.value)) for r in history]
-    states: dict[str, CustomerState] = {}
-    config = engine_config(Settings()).state  # the worker's, from the same defaults
-    for event in sorted(events, key=lambda e: e.occurred_at):
-        state = states.setdefault(event.customer_id, CustomerState(event.customer_id))
-        apply_event(state, event, config)
-    return states
+    return fold_each(events, engine_config(Settings()).state)  # the worker's state config

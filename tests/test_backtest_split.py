@@ -36,8 +36,8 @@ class Recording(Engine):
         super().set_cut_points(cuts)
 
 
-def _events() -> list[Any]:
-    records = generate(plan_customers(40, seed=3), start=START, days=60, seed=3)
+def _events(customers: int = 40, days: int = 60) -> list[Any]:
+    records = generate(plan_customers(customers, seed=3), start=START, days=days, seed=3)
     events = [decode_input(r.topic_kind, orjson.dumps(r.value)) for r in records]
     return sorted(events, key=lambda e: e.occurred_at)
 
@@ -102,13 +102,7 @@ def test_two_parts_with_the_schedule_give_the_whole_run(engine: Callable[[], Rec
 def test_the_population_counts_each_customer_once_with_its_newest_orders() -> None:
     """Population keeps one profile per customer, updated as orders arrive: its sketch is the
     sketch of every customer's current purchase history, added one by one."""
-    events = sorted(
-        (
-            decode_input(r.topic_kind, orjson.dumps(r.value))
-            for r in generate(plan_customers(80, seed=3), start=START, days=120, seed=3)
-        ),
-        key=lambda e: e.occurred_at,
-    )
+    events = _events(customers=80, days=120)
     config = EngineConfig().state
     states: dict[str, CustomerState] = {}
     population = Population()

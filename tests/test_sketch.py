@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -351,11 +352,7 @@ def test_add_counts_gives_the_sketch_of_one_add_per_customer() -> None:
     for r, f, m in zip(recency, frequency, monetary, strict=True):
         one_by_one.add(float(r), float(f), float(m))
     counted = RfmSketch(as_of=AS_OF)
-    by_value: list[dict[float, int]] = [{}, {}, {}]
-    for values, counts in zip((recency, frequency, monetary), by_value, strict=True):
-        for v in values:
-            counts[float(v)] = counts.get(float(v), 0) + 1
-    counted.add_counts(*by_value)
+    counted.add_counts(*(Counter(map(float, v)) for v in (recency, frequency, monetary)))
     assert counted.count == one_by_one.count == 3000
     assert cut_points(counted) == cut_points(one_by_one)
     for mine, theirs in zip(
