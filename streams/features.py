@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from itertools import accumulate, pairwise, repeat
+from itertools import pairwise, repeat
 from math import inf, nextafter
 from typing import Any
 
@@ -257,14 +257,29 @@ def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
     end = max(logins) + 15
     if end <= today + 1:
         return None
-    # prefix[i]: logins on the days from ``first`` to ``first + i - 1`` (counts: sums are exact)
     first = today - 7 * WEEKS_COMPARED - 6
-    prefix = list(accumulate(map(logins.get, range(first, end), repeat(0.0)), initial=0.0))
+    prefix = _login_prefix(logins, first, end)
     now = _falling(prefix, first, today)
     for day in range(today + 1, end):
         if _falling(prefix, first, day) != now:
             return day * DAY
     return None
+
+
+def _login_prefix(logins: dict[int, Number], first: int, end: int) -> list[float]:
+    """prefix[i]: the logins on the days from ``first`` to ``first + i - 1`` (counts: the sums
+    are exact)."""
+    # from the customer's few login days, not a lookup per day of the range
+    counts = [0.0] * (end - first)
+    for day, n in logins.items():
+        if first <= day < end:
+            counts[day - first] = float(n)
+    prefix = [0.0] * (end - first + 1)
+    total = 0.0
+    for i, n in enumerate(counts):
+        total += n
+        prefix[i + 1] = total
+    return prefix
 
 
 def _falling(prefix: list[float], first: int, day: int) -> int:
