@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import faust
-from faust.cli import AppCommand, argument, option
-from faust.sensors.prometheus import setup_prometheus_sensors
 
-from agents.ingest import register
-from agents.metrics import Metrics
-from agents.preflight import PreflightError, check_data_dir, quarantine_corrupt_stores
 from rules.loader import RulePackError
-from streams.app import create_app
 from streams.settings import Settings
+
+# Faust, aiokafka and the worker's modules are imported where the Faust app is built: the
+# commands without one (backtest, rules, fit, import, replay, serve, redis) start a second
+# sooner without them
+if TYPE_CHECKING:
+    import faust
 
 HELP = """churnguard: early warnings for customer success, from the event streams you already have.
 
@@ -34,6 +34,12 @@ and the customer-success dashboard over the Redis read model with `churnguard se
 
 def build_app(settings: Settings | None = None) -> faust.App:
     """The fully wired app: topics, table, agents, timers, metrics and commands."""
+    from faust.sensors.prometheus import setup_prometheus_sensors
+
+    from agents.ingest import register
+    from agents.metrics import Metrics
+    from streams.app import create_app
+
     settings = settings or Settings()
     app = create_app(settings)
     metrics = Metrics.create()
@@ -45,6 +51,8 @@ def build_app(settings: Settings | None = None) -> faust.App:
 
 
 def _add_commands(app: faust.App, settings: Settings) -> None:
+    from faust.cli import AppCommand, argument, option
+
     @app.command(
         option(
             "--duration",
@@ -142,6 +150,8 @@ def main() -> None:
         command = fit if sys.argv[1] == "fit" else import_orders
         command.main(args=sys.argv[2:], prog_name=f"churnguard {sys.argv[1]}")
         return
+    from agents.preflight import PreflightError, check_data_dir, quarantine_corrupt_stores
+
     try:
         settings = Settings()
         if sys.argv[1:2] == ["worker"] and settings.store.startswith("rocksdb"):

@@ -32,7 +32,6 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, hyp2f1
 
 FORMAT_VERSION: Final = 1
@@ -157,6 +156,9 @@ def _minimize(
     objective: Any, x0: FloatArray, args: tuple[Any, ...], what: str
 ) -> tuple[FloatArray, float]:
     """Minimise a (value, gradient) objective: an optimum, or ValueError."""
+    # only fitting needs the optimiser, and importing it costs a third of a second: the
+    # worker, the backtest and every other command use the fitted model's formulas only
+    from scipy.optimize import minimize
 
     def value_only(point: FloatArray) -> float:
         return float(objective(point, *args)[0])
