@@ -243,13 +243,15 @@ class Snapshots:
         """The info event on the alerts topic announcing a tier change."""
         state = one.state
         direction = "downgraded" if state.scores.get("downgraded") else "upgraded"
-        return AlertEvent(
+        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
+        return AlertEvent.model_construct(
             alert_id="al-" + digest(state.customer_id, TIER_CHANGED, f"{one.at:.3f}"),
             customer_id=state.customer_id,
             rule_id=TIER_CHANGED,
             severity="info",
             status="notice",
             summary=f"{shown(self._name(state))}: tier {direction} from {before} to {after}",
+            description="",
             evidence={
                 "from": before,
                 "to": after,
@@ -257,7 +259,10 @@ class Snapshots:
                 "revenue_365d": one.value("revenue_365d"),
                 "lifecycle_stage": state.scores.get("stage"),
             },
+            labels={},
             tier=after,
             fired_at=timestamp(one.at),
+            resolved_at=None,
+            resolution=None,
             emitted_at=timestamp(self._wall()),
         )
