@@ -120,13 +120,23 @@ def _ref(ts: float | None, state: CustomerState) -> float | None:
     return ts if ts is not None else (state.first_seen_at or None)
 
 
-@lru_cache(maxsize=1 << 16)
 def _day_start(ref: float, value: int) -> float:
-    """The first moment at which whole days since ``ref`` reach ``value`` (``value`` ≥ 1).
+    """The first moment at which whole days since ``ref`` reach ``value`` (``value`` ≥ 1)."""
+    guess = ref + value * DAY
+    # nearly always exact: the float before it is still a day short (two comparisons, where
+    # the search below, even cached, costs a call through lru_cache)
+    if guess > ref and (guess - ref) // DAY >= value:
+        before = nextafter(guess, -inf)
+        if before <= ref or (before - ref) // DAY < value:
+            return guess
+    return _day_start_searched(ref, value)
 
-    It does not depend on the time it is asked at, so it is kept: a customer's references
-    (first seen, last order) stay the same for many evaluations.
-    """
+
+@lru_cache(maxsize=1 << 16)
+def _day_start_searched(ref: float, value: int) -> float:
+    """``_day_start`` where rounding moved it off ``ref + value * DAY``, searched float by
+    float; kept, since a customer's references (first seen, last order) stay the same for
+    many evaluations."""
     return _first_after(ref, ref + value * DAY, lambda t: _since(ref, t) >= value)
 
 
