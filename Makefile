@@ -16,6 +16,7 @@ COMPILED_TESTS := tests/test_engine.py tests/test_engine_golden.py tests/test_en
 	tests/test_batch.py tests/test_rules_testing.py tests/test_state_cache.py \
 	tests/test_history.py tests/test_backtest_split.py tests/test_rule_params.py \
 	tests/test_hostile_values.py tests/test_hostile_rule_packs.py tests/test_rules_loader.py \
+	tests/test_engine_outputs_valid.py \
 	tests/test_no_cycles.py tests/test_pipeline_integration.py tests/test_backlog_integration.py
 
 .PHONY: demo test test-compiled test-faults lint prometheus-rules compiled bench clean

@@ -19,7 +19,7 @@ from rules.loader import CompiledRule, RuleSet
 from rules.memo import Memo
 from rules.model import Priority, TaskSpec
 from rules.redaction import without_names
-from rules.results import Result, alert_id_for, digest, timestamp
+from rules.results import Result, alert_id_for, built, digest, timestamp
 from rules.templates import placeholders, render
 from schemas import AlertEvent, TaskEvent, TaskUpdateEvent
 from schemas.outputs import AlertStatus, Resolution
@@ -348,7 +348,8 @@ class Lifecycle:
     ) -> AlertEvent:
         texts = self.config.texts
         # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
-        return AlertEvent.model_construct(
+        return built(
+            AlertEvent,
             alert_id=alert_id,
             customer_id=one.state.customer_id,
             rule_id=rule.id,
@@ -397,7 +398,8 @@ class Lifecycle:
         spec = rule.rule.task
         assert spec is not None
         assignee, role = self._person(state, rule, spec.assignee)
-        return TaskEvent.model_construct(
+        return built(
+            TaskEvent,
             task_id=_task_id(alert_id, spec),
             alert_id=alert_id,
             customer_id=state.customer_id,
@@ -425,7 +427,8 @@ class Lifecycle:
         role = spec.cc[0] if spec.cc else spec.assignee
         assignee, assignee_role = self._person(state, rule, role)
         original, _ = self._person(state, rule, spec.assignee)
-        return TaskEvent.model_construct(
+        return built(
+            TaskEvent,
             task_id=_escalation_id(rec),
             alert_id=rec["id"],
             customer_id=state.customer_id,

@@ -13,7 +13,7 @@ from typing import Final
 
 from rules.config import EngineConfig
 from rules.evaluation import Evaluation
-from rules.results import Result, RuleError, digest, timestamp
+from rules.results import Result, RuleError, built, digest, timestamp
 from rules.scoring import Scorer
 from rules.templates import shown
 from schemas import AlertEvent, CustomerHealth
@@ -183,7 +183,8 @@ class Snapshots:
         cuts = scorer.cuts
         # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         factors = {
-            share.factor: FactorScore.model_construct(
+            share.factor: built(
+                FactorScore,
                 value=share.value,
                 points=share.points,
                 weight=float(share.weight),
@@ -195,13 +196,15 @@ class Snapshots:
         since = scores.get("tier_since")
         clv = None
         if model is not None and "clv_key" in scores:
-            clv = Clv.model_construct(
+            clv = built(
+                Clv,
                 expected_orders_90d=float(scores["eo90"]),
                 p_alive=float(scores["p_alive"]),
                 clv_12m=float(scores["clv"]),
                 model=f"{model.fitted_at.isoformat()} {model.source}",
             )
-        return CustomerHealth.model_construct(
+        return built(
+            CustomerHealth,
             customer_id=state.customer_id,
             name=state.account.get("name") if self.config.output_names else None,
             event=TIER_CHANGED if tier_change else "snapshot",
@@ -211,13 +214,15 @@ class Snapshots:
             tier_changed_at=None if since is None else timestamp(since),
             at_risk=at_risk,
             lifecycle_stage=scores.get("stage"),
-            health=HealthScore.model_construct(
+            health=built(
+                HealthScore,
                 score=int(scores.get("health", 0)),
                 trend_7d=int(scores.get("trend", 0)),
                 profile=scores.get("profile", ""),
                 factors=factors,
             ),
-            rfm=Rfm.model_construct(
+            rfm=built(
+                Rfm,
                 frequency=int(one.value("rfm_frequency")),
                 recency_days=int(one.value("rfm_recency_days")),
                 age_days=int(one.value("rfm_age_days")),
@@ -244,7 +249,8 @@ class Snapshots:
         state = one.state
         direction = "downgraded" if state.scores.get("downgraded") else "upgraded"
         # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
-        return AlertEvent.model_construct(
+        return built(
+            AlertEvent,
             alert_id="al-" + digest(state.customer_id, TIER_CHANGED, f"{one.at:.3f}"),
             customer_id=state.customer_id,
             rule_id=TIER_CHANGED,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -18,32 +18,12 @@ HealthEventKind = Literal["snapshot", "tier_changed"]
 
 MAX_ERROR_CHARS = 2000
 DEFAULT_MAX_RAW_BYTES = 16384
-_set = object.__setattr__
 
 
 class OutputModel(BaseModel):
     """Base of all output events: unknown fields are rejected, every field is always emitted."""
 
     model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
-
-    @classmethod
-    def model_construct(  # type: ignore[override]  # the plugin types it per model
-        cls, _fields_set: set[str] | None = None, **values: Any
-    ) -> Self:
-        """An instance from trusted values, not validated (pydantic's ``model_construct``).
-
-        When every field is given, and nothing else, it skips pydantic's field-by-field
-        lookup of defaults and aliases: half the cost, for the engine's outputs, which are
-        built from its own values (the pydantic mypy plugin checks the call sites' types).
-        """
-        if _fields_set is None and values.keys() == cls.__pydantic_fields__.keys():
-            model = cls.__new__(cls)
-            _set(model, "__dict__", values)
-            _set(model, "__pydantic_fields_set__", set(values))
-            _set(model, "__pydantic_extra__", None)  # extra="forbid": never any
-            _set(model, "__pydantic_private__", None)  # output models have no private fields
-            return model
-        return super().model_construct(_fields_set, **values)
 
 
 class AlertEvent(OutputModel):
