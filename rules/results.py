@@ -66,7 +66,7 @@ def built(_model: type[M], /, **values: Any) -> M:
     (a leading underscore): compiled, a keyword argument named like a positional-only
     parameter binds to it (`Clv` has a field ``model``).
     """
-    if len(values) != len(_model.__pydantic_fields__):  # the names: the validity test
+    if len(values) != len(_model.__pydantic_fields__):
         return _model.model_construct(**values)
     out = _model.__new__(_model)
     _set(out, "__dict__", values)
