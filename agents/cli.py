@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rules.loader import RulePackError
 from streams.settings import Settings
 
 # Faust, aiokafka and the worker's modules are imported where the Faust app is built: the
@@ -151,6 +150,7 @@ def main() -> None:
         command.main(args=sys.argv[2:], prog_name=f"churnguard {sys.argv[1]}")
         return
     from agents.preflight import PreflightError, check_data_dir, quarantine_corrupt_stores
+    from rules.loader import RulePackError
 
     try:
         settings = Settings()

@@ -347,7 +347,6 @@ class Lifecycle:
         shown: dict[str, Any],
     ) -> AlertEvent:
         texts = self.config.texts
-        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         return built(
             AlertEvent,
             alert_id=alert_id,

@@ -181,7 +181,6 @@ class Snapshots:
         state, scores, scorer = one.state, one.state.scores, self.scorer
         model = self.config.clv_model
         cuts = scorer.cuts
-        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         factors = {
             share.factor: built(
                 FactorScore,
@@ -248,7 +247,6 @@ class Snapshots:
         """The info event on the alerts topic announcing a tier change."""
         state = one.state
         direction = "downgraded" if state.scores.get("downgraded") else "upgraded"
-        # built from checked values: no validation (tests/test_engine_golden.py pins the bytes)
         return built(
             AlertEvent,
             alert_id="al-" + digest(state.customer_id, TIER_CHANGED, f"{one.at:.3f}"),

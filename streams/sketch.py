@@ -63,6 +63,11 @@ def _new_sketch() -> BaseDDSketch:
     return DDSketch(RELATIVE_ACCURACY)
 
 
+def _not_finite(name: str, value: float) -> ValueError:
+    """The error for an RFM value that is NaN or infinite."""
+    return ValueError(f"{name} must be a finite number, got {value!r}")
+
+
 class RfmSketch:
     """Recency, frequency and monetary distributions of a set of customers, mergeable.
 
@@ -119,7 +124,7 @@ class RfmSketch:
             name, value = next(
                 p for p in zip(_DIMENSIONS, values, strict=True) if not isfinite(p[1])
             )
-            raise ValueError(f"{name} must be a finite number, got {value!r}")
+            raise _not_finite(name, value)
         r, f, m = self._sketches
         r.add(float(recency_days))
         f.add(float(frequency))
@@ -142,7 +147,7 @@ class RfmSketch:
         for name, by_value in zip(_DIMENSIONS, counts, strict=True):
             for value, n in by_value.items():
                 if not math.isfinite(value):
-                    raise ValueError(f"{name} must be a finite number, got {value!r}")
+                    raise _not_finite(name, value)
                 if n < 1:
                     raise ValueError(f"{name} {value!r}: count must be at least 1, got {n}")
         totals = [sum(by_value.values()) for by_value in counts]
