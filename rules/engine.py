@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -42,8 +43,8 @@ __all__ = [
     "run_batch",
 ]
 
-MAX_STEPS_PER_ADVANCE = 1000
-MAX_SETTLE_ROUNDS = 3
+MAX_STEPS_PER_ADVANCE: Final = 1000
+MAX_SETTLE_ROUNDS: Final = 3
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # tests derive oracles from it

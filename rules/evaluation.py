@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
-from rules.memo import MISS, Memo
+from rules.memo import MISS, Memo, Values
 from streams.features import FEATURES
 from streams.state import CustomerState
 
-CEL_ERRORS = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
+CEL_ERRORS: Final = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
 """What a CEL program may raise on the values of one customer."""
 
 
-class Evaluation:
+class Evaluation(Values):
     """One evaluation of one customer at one time: lazily computed feature values."""
 
     # a plain class, not a dataclass: compiled, a dataclass's generated __init__ stays
@@ -53,6 +53,6 @@ class Evaluation:
 def holds_not(guard: Memo, one: Evaluation) -> bool:
     """True if the guard is surely false now (an error counts as "maybe")."""
     try:
-        return guard.run(one.value) is not True
+        return guard.run(one) is not True
     except CEL_ERRORS:
         return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from rules.config import EngineConfig
 from rules.evaluation import Evaluation
@@ -25,21 +25,21 @@ from schemas import AlertEvent, TaskEvent, TaskUpdateEvent
 from schemas.outputs import AlertStatus, Resolution
 from streams.state import CustomerState
 
-PRIORITY_BY_SEVERITY: dict[str, Priority] = {
+PRIORITY_BY_SEVERITY: Final[dict[str, Priority]] = {
     "critical": "urgent",
     "high": "high",
     "medium": "medium",
     "low": "low",
     "info": "low",
 }
-ESCALATED_PRIORITY: dict[str, Priority] = {
+ESCALATED_PRIORITY: Final[dict[str, Priority]] = {
     "low": "medium",
     "medium": "high",
     "high": "urgent",
     "urgent": "urgent",
 }
-ROLE_FIELDS = frozenset({"owner", "csm"})
-OPEN_TASK = ("open", "ack")
+ROLE_FIELDS: Final = frozenset({"owner", "csm"})
+OPEN_TASK: Final = ("open", "ack")
 
 
 class Lifecycle:
@@ -112,7 +112,7 @@ class Lifecycle:
             one.alerts_touched = True
         status = rec["s"] if rec else "idle"
         applies_to = self.applies_to.get(rule.id)
-        applies = applies_to is None or applies_to.run(one.value) is True
+        applies = applies_to is None or applies_to.run(one) is True
         inhibitor = self._inhibitor(rule, state)
         resolve_when = self._resolve_when.get(rule.id)
         resolved = False
@@ -124,9 +124,9 @@ class Lifecycle:
             if not applies:
                 clear = True
             elif resolve_when is not None:
-                clear = resolve_when.run(one.value) is True
+                clear = resolve_when.run(one) is True
             else:
-                clear = self._when[rule.id].run(one.value) is not True
+                clear = self._when[rule.id].run(one) is not True
             if not clear:
                 rec.pop("clear", None)
             elif at >= rec.setdefault("clear", at) + spec.keep_firing_for:
@@ -138,11 +138,11 @@ class Lifecycle:
                 assert rec is not None
                 self._maybe_escalate(rule, one, rec, result)
                 return False
-        holds = applies and inhibitor is None and self._when[rule.id].run(one.value) is True
+        holds = applies and inhibitor is None and self._when[rule.id].run(one) is True
         if holds and resolve_when is not None:
             # both conditions hold: stay resolved (or idle) until resolve_when stops holding,
             # rather than fire and clear again at every evaluation
-            holds = resolve_when.run(one.value) is not True
+            holds = resolve_when.run(one) is not True
         if not holds:
             if resolved:
                 return True

@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import cel
 
-MISS = object()
+MISS: Final = object()
 """Sentinel for "not computed yet"."""
+
+
+class Values:
+    """Feature values by name, for one customer at one time.
+
+    The compiled core's readers derive from it, so a memo asks for values with a native
+    method call rather than through a Python callable.
+    """
+
+    def value(self, name: str) -> Any:
+        """The value of feature ``name``."""
+        raise NotImplementedError
+
+
+class CalledValues(Values):
+    """Values given by a function of the feature name."""
+
+    def __init__(self, value: Callable[[str], Any]) -> None:
+        self._value = value
+
+    def value(self, name: str) -> Any:
+        """The value of feature ``name``."""
+        return self._value(name)
+
+
+def values_of(value: Values | Callable[[str], Any]) -> Values:
+    """``value`` as :class:`Values` (a function of the feature name is wrapped)."""
+    return value if isinstance(value, Values) else CalledValues(value)
 
 
 class Memo:
@@ -18,12 +46,13 @@ class Memo:
 
     def __init__(self, program: cel.Program, limit: int) -> None:
         self.program = program
-        self.names = tuple(sorted(program.variables()))
+        self.names: tuple[str, ...] = tuple(sorted(program.variables()))
         self.cache: dict[tuple[Any, ...], Any] = {}
         self.limit = limit
 
-    def run(self, value: Callable[[str], Any]) -> Any:
-        key = tuple(map(value, self.names))
+    def run(self, values: Values) -> Any:
+        """The program's result on the named features' values."""
+        key = tuple([values.value(n) for n in self.names])
         hit = self.cache.get(key, MISS)
         if hit is MISS:
             hit = self.program.execute(dict(zip(self.names, key, strict=True)))

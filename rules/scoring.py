@@ -15,21 +15,23 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import cel
 
-from rules.memo import MISS, Memo, remember
+from rules.memo import MISS, Memo, Values, remember, values_of
 from rules.scoring_model import Factor, Scoring
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
 from streams.sketch import CutPoints
 from streams.state import CustomerState, day_of
 
-TIER_FEATURES = frozenset({"tier", "previous_tier", "tier_downgraded", "days_since_tier_change"})
-HEALTH_FEATURES = frozenset({"health_score", "health_trend_7d"})
-STAGE_FEATURES = frozenset({"lifecycle_stage"})
-NOT_READABLE = {
+TIER_FEATURES: Final = frozenset(
+    {"tier", "previous_tier", "tier_downgraded", "days_since_tier_change"}
+)
+HEALTH_FEATURES: Final = frozenset({"health_score", "health_trend_7d"})
+STAGE_FEATURES: Final = frozenset({"lifecycle_stage"})
+NOT_READABLE: Final = {
     "lifecycle": TIER_FEATURES | HEALTH_FEATURES | STAGE_FEATURES,
     "health": TIER_FEATURES | HEALTH_FEATURES,
     "tiers": TIER_FEATURES,
@@ -37,7 +39,7 @@ NOT_READABLE = {
 }
 """Per section: the scores it may not read, because they are computed after it."""
 
-SCORE_KEYS = {
+SCORE_KEYS: Final = {
     "tier": "tier",
     "prev_tier": "previous_tier",
     "downgraded": "tier_downgraded",
@@ -128,7 +130,7 @@ def points_for(factor: Factor, value: float) -> int:
     return factor.grid[-1].points
 
 
-_CEL_ERRORS = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
+_CEL_ERRORS: Final = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
 
 
 def _names(*programs: cel.Program | None) -> frozenset[str]:
@@ -207,10 +209,10 @@ class Scorer:
             ).hexdigest()
         )
 
-    def at_risk(self, value: Callable[[str], Any]) -> bool:
+    def at_risk(self, value: Values | Callable[[str], Any]) -> bool:
         """The at-risk flag for the customer's current features (False if it fails)."""
         try:
-            return self._at_risk.run(value) is True
+            return self._at_risk.run(values_of(value)) is True
         except _CEL_ERRORS:
             return False
 
@@ -218,7 +220,7 @@ class Scorer:
         self,
         state: CustomerState,
         at: float,
-        value: Callable[[str], Any],
+        value: Values | Callable[[str], Any],
         changed: frozenset[str] | None = None,
     ) -> ScoreOutcome:
         """Recompute the customer's scores at ``at`` into ``state.scores``.
@@ -257,7 +259,7 @@ class Scorer:
 
         # a reader object, not a closure: compiled, nested functions share an environment
         # object that refers back to them, and each step would leave a cycle for the GC
-        read = _ScoreReader(state, at, new, value)
+        read = _ScoreReader(state, at, new, values_of(value))
         if full or not moved.isdisjoint(self._stage_inputs):
             new["stage"] = _guarded(outcome, "lifecycle", self._stage, read, old.get("stage", ""))
             if new["stage"] != old.get("stage"):
@@ -306,20 +308,20 @@ class Scorer:
         state.scores = new
         return outcome
 
-    def _stage(self, read: Callable[[str], Any]) -> str:
+    def _stage(self, read: Values) -> str:
         return _first(self._stages, read)
 
-    def _tier(self, read: Callable[[str], Any]) -> str:
+    def _tier(self, read: Values) -> str:
         return _first(self._tiers, read)
 
-    def _profile(self, read: Callable[[str], Any]) -> str:
+    def _profile(self, read: Values) -> str:
         for profile_id, applies, _ in self._profiles:
             if applies.run(read) is True:
                 return profile_id
         return ""
 
     def _factor(
-        self, compiled: CompiledFactor, value_of: Memo, missing_of: Memo | None, read: Any
+        self, compiled: CompiledFactor, value_of: Memo, missing_of: Memo | None, read: Values
     ) -> int | list[int] | None:
         """The factor's stored entry (see :data:`SCORES_LAYOUT`)."""
         factor = compiled.spec
@@ -331,9 +333,9 @@ class Scorer:
         return points_for(factor, self._value(compiled, value_of, read))
 
     @staticmethod
-    def _value(compiled: CompiledFactor, value_of: Memo, read: Callable[[str], Any]) -> float:
+    def _value(compiled: CompiledFactor, value_of: Memo, read: Values) -> float:
         if compiled.bare_feature is not None:  # no CEL round trip for a feature as it is
-            return float(read(compiled.bare_feature))
+            return float(read.value(compiled.bare_feature))
         return float(value_of.run(read))
 
     def _rfm(self, state: CustomerState, at: float, new: dict[str, Any]) -> None:
@@ -441,7 +443,9 @@ class Scorer:
             return []  # computed under other definitions: not known until the next step
         return stored
 
-    def shares(self, scores: dict[str, Any], value: Callable[[str], Any]) -> list[FactorShare]:
+    def shares(
+        self, scores: dict[str, Any], value: Values | Callable[[str], Any]
+    ) -> list[FactorShare]:
         """Every factor with data: its value, points, scaled weight and contribution.
 
         ``value(name)`` gives the features at the time of the scores: a factor's value is
@@ -450,13 +454,14 @@ class Scorer:
         found = self._shares(self._stored_points(scores), scores.get("profile", ""))
         if found is None:
             return []
+        values = values_of(value)
         shown = []
         for i, got, missing, weight, share in found[1]:
             compiled, value_of = self._factors[i][0], self._factors[i][1]
             raw: float | None = None
             if not missing:
                 try:
-                    raw = self._shown_value(self._value(compiled, value_of, value))
+                    raw = self._shown_value(self._value(compiled, value_of, values))
                 except _CEL_ERRORS:
                     raw = None
             shown.append(FactorShare(compiled.spec.id, raw, got, missing, weight, share))
@@ -477,7 +482,7 @@ class Scorer:
         return shown
 
     def contributions(
-        self, scores: dict[str, Any], value: Callable[[str], Any]
+        self, scores: dict[str, Any], value: Values | Callable[[str], Any]
     ) -> dict[str, list[Any]]:
         """Per factor with data: [value, points, weight, contribution] (see :meth:`shares`)."""
         return {
@@ -506,7 +511,7 @@ class Scorer:
         new["hd_day"] = today
 
 
-SCORES_LAYOUT = "2"
+SCORES_LAYOUT: Final = "2"
 """How the bookkeeping in ``state.scores`` is laid out (part of the definitions' digest).
 
 2: ``fp`` is a list in factor order of points (data), [points] (missing, scored by the
@@ -544,34 +549,32 @@ def _entry_of(legacy: list[Any] | None) -> int | list[int] | None:
     return [legacy[1]] if legacy[0] is None else legacy[1]
 
 
-_KEY_OF = {feature: key for key, feature in SCORE_KEYS.items()}
-_RFM_KEYS = ("r", "f", "m", "eo90", "p_alive", "clv")
-CLV_FEATURES = frozenset({"expected_orders_90d", "p_alive", "clv_12m"})
+_KEY_OF: Final = {feature: key for key, feature in SCORE_KEYS.items()}
+_RFM_KEYS: Final = ("r", "f", "m", "eo90", "p_alive", "clv")
+CLV_FEATURES: Final = frozenset({"expected_orders_90d", "p_alive", "clv_12m"})
 
 
-class _ScoreReader:
+class _ScoreReader(Values):
     """Feature values for one scoring step: a score already computed in this step from the
-    new scores, any other feature from ``value``."""
-
-    __slots__ = ("at", "new", "state", "value")
+    new scores, any other feature from ``others``."""
 
     def __init__(
         self,
         state: CustomerState,
         at: float,
         new: dict[str, Any],
-        value: Callable[[str], Any],
+        others: Values,
     ) -> None:
         self.state = state
         self.at = at
         self.new = new
-        self.value = value
+        self.others = others
 
-    def __call__(self, name: str) -> Any:
+    def value(self, name: str) -> Any:
         """The value of feature ``name``."""
         key = _KEY_OF.get(name)
         if key is None:
-            return self.value(name)
+            return self.others.value(name)
         found = self.new.get(key, MISS) if key != "tier_since" else MISS
         return FEATURES[name].compute(self.state, self.at) if found is MISS else found
 
@@ -579,8 +582,8 @@ class _ScoreReader:
 def _guarded(
     outcome: ScoreOutcome,
     part: str,
-    choose: Callable[[Callable[[str], Any]], str],
-    read: Callable[[str], Any],
+    choose: Callable[[Values], str],
+    read: Values,
     default: str,
 ) -> str:
     """``choose(read)``; ``default`` when its CEL fails, the error noted under ``part``."""
@@ -591,7 +594,7 @@ def _guarded(
         return default
 
 
-def _first(choices: list[tuple[str, Memo | None]], read: Callable[[str], Any]) -> str:
+def _first(choices: list[tuple[str, Memo | None]], read: Values) -> str:
     for choice_id, memo in choices:
         if memo is None or memo.run(read) is True:
             return choice_id

@@ -22,7 +22,7 @@ from streams.features import KINDS_CHANGING
 from streams.state import CustomerState
 
 TIER_CHANGED: Final = "tier_changed"
-SNAPSHOT_FEATURES = (
+SNAPSHOT_FEATURES: Final = (
     "revenue_365d",
     "orders_365d",
     "days_since_last_login",
@@ -35,15 +35,15 @@ SNAPSHOT_FEATURES = (
     "days_to_renewal",
     "tenure_days",
 )
-SNAPSHOT_MARKS = frozenset(
+SNAPSHOT_MARKS: Final = frozenset(
     {"tier", "lifecycle_stage", "rfm_r_score", "rfm_f_score", "rfm_m_score", "health_score"}
 )
 """The scores a snapshot check compares with the last snapshot (with at risk and alerts)."""
-SCORE_FEATURES = KINDS_CHANGING["scores"]
+SCORE_FEATURES: Final = KINDS_CHANGING["scores"]
 """The features that show the scoring step's results."""
-_SNAPSHOT_SORTED = tuple(sorted(SNAPSHOT_FEATURES))
+_SNAPSHOT_SORTED: Final = tuple(sorted(SNAPSHOT_FEATURES))
 """The snapshot's features in the order they are shown."""
-_MARK_REASONS = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
+_MARK_REASONS: Final = ("tier", "stage", "rfm", "rfm", "rfm", "risk", "alerts")
 """The snapshot reason of each mark (see ``Snapshots._send``)."""
 
 
@@ -87,7 +87,7 @@ class Snapshots:
         ``score_changed``: what scoring must consider changed (None: ``changed``).
         """
         outcome = self.scorer.step(
-            one.state, one.at, one.value, changed if score_changed is None else score_changed
+            one.state, one.at, one, changed if score_changed is None else score_changed
         )
         for name in SCORE_FEATURES:  # computed before the step: stale now
             one.values.pop(name, None)
@@ -133,7 +133,7 @@ class Snapshots:
         open_alerts = sorted(
             rec["id"] for rec in one.state.alerts.values() if rec.get("s") == "firing"
         )
-        at_risk = self.scorer.at_risk(one.value)
+        at_risk = self.scorer.at_risk(one)
         last = scores.get("snap")  # [time, health, *marks]
         health = scores.get("health", 0)
         # the snapshot's material marks: tier, stage, r, f, m, at risk, open alerts
@@ -190,7 +190,7 @@ class Snapshots:
                 contribution=float(share.contribution),
                 missing=share.missing,
             )
-            for share in scorer.shares(scores, one.value)
+            for share in scorer.shares(scores, one)
         }
         since = scores.get("tier_since")
         clv = None

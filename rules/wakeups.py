@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from math import inf, nextafter
-from typing import Any
+from typing import Any, Final
 
 from rules.evaluation import CEL_ERRORS, Evaluation, holds_not
 from rules.lifecycle import Lifecycle
@@ -25,7 +25,7 @@ from streams.features import FEATURES, KINDS_CHANGING
 from streams.sketch import next_score_change
 from streams.state import DAY, CustomerState, day_of
 
-PROBE_DAYS = 120
+PROBE_DAYS: Final = 120
 """How many days ahead a probe looks for a flip; without one it wakes the customer there."""
 
 
@@ -70,7 +70,7 @@ class Probe:
         constant_fails = False
         try:
             for memo in self.constant:
-                memo.run(one.value)
+                memo.run(one)
         except CEL_ERRORS:
             constant_fails = True
         cache = self.cache
@@ -494,7 +494,7 @@ def _midnight_after(at: float) -> float:
     return (day_of(at) + 1) * DAY
 
 
-SEARCHED_LAST = frozenset({"login_weeks_declining", "revenue_365d", "revenue_rising"})
+SEARCHED_LAST: Final = frozenset({"login_weeks_declining", "revenue_365d", "revenue_rising"})
 """Midnight-only features whose next change is a search from day to day (or month)."""
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise, repeat
 from math import inf, nextafter
-from typing import Any
+from typing import Any, Final
 
 from schemas import EVENT_KINDS
 from streams.state import (
@@ -31,17 +31,17 @@ from streams.state import (
     window_sum,
 )
 
-EVENTS = frozenset(EVENT_KINDS)
+EVENTS: Final = frozenset(EVENT_KINDS)
 """Every input event kind ("login", "order", …): what can change ``first_seen_at``."""
-SOURCES = EVENTS | {"alerts", "scores"}
+SOURCES: Final = EVENTS | {"alerts", "scores"}
 """Everything a feature value can depend on besides time ("scores": the scoring step)."""
 
 CATALOGUE_VERSION = "2026-11-23"
 """Part of the rules fingerprint stored with each deadline: change it when a feature's value
 or time behaviour changes, so workers recompute deadlines written by older code."""
-WEEKS_COMPARED = 8
-MAX_DAYS = 1_000_000  # day counters are not followed further (~2700 years)
-HIGH_SEVERITIES = frozenset({"high", "critical"})
+WEEKS_COMPARED: Final = 8
+MAX_DAYS: Final = 1_000_000  # day counters are not followed further (~2700 years)
+HIGH_SEVERITIES: Final = frozenset({"high", "critical"})
 
 NextChange = Callable[[CustomerState, float], float | None]
 Reaches = Callable[[CustomerState, float, int], float | None]
@@ -514,12 +514,12 @@ def _since_tier_change(s: CustomerState, at: float) -> int:
     return 0 if since is None else _since(since, at)
 
 
-LOGIN = frozenset({"login"})
-ORDER = frozenset({"order"})
-TICKET = frozenset({"ticket"})
-CONTACT = frozenset({"contact"})
-ACCOUNT = frozenset({"account"})
-SCORES = frozenset({"scores"})
+LOGIN: Final = frozenset({"login"})
+ORDER: Final = frozenset({"order"})
+TICKET: Final = frozenset({"ticket"})
+CONTACT: Final = frozenset({"contact"})
+ACCOUNT: Final = frozenset({"account"})
+SCORES: Final = frozenset({"scores"})
 
 _CATALOGUE: tuple[Feature, ...] = (
     Feature(
@@ -954,9 +954,9 @@ _CATALOGUE: tuple[Feature, ...] = (
     ),
 )
 
-FEATURES: dict[str, Feature] = {f.name: f for f in _CATALOGUE}
+FEATURES: Final[dict[str, Feature]] = {f.name: f for f in _CATALOGUE}
 
-KINDS_CHANGING: dict[str, frozenset[str]] = {
+KINDS_CHANGING: Final[dict[str, frozenset[str]]] = {
     kind: frozenset(f.name for f in _CATALOGUE if kind in f.depends_on) for kind in sorted(SOURCES)
 }
 """Input event kind (or ``"alerts"``) → the features whose value it can change."""

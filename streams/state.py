@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -28,21 +28,21 @@ from schemas import (
     TicketEvent,
 )
 
-STATE_VERSION = 1
-DAY = 86400.0
+STATE_VERSION: Final = 1
+DAY: Final = 86400.0
 Number = int | float
 """A bucket's content: a count (int) or money (float). Annotated as such, not as ``float``,
 because the compiled core (docs/performance.md) would turn an int it holds as ``float`` into
 a float, and that shows in the state's bytes and in the features' CEL types."""
-MONTHS_KEPT = 13
-MAX_OPEN_TICKETS = 256
-MAX_TRACKED_ORDERS = 128
-MAX_DEPARTURES = 32
-MAX_ORDER_TIMES = 16
-CSAT_KEPT = 3
-DEPARTURES_KEPT_S = 90 * DAY
+MONTHS_KEPT: Final = 13
+MAX_OPEN_TICKETS: Final = 256
+MAX_TRACKED_ORDERS: Final = 128
+MAX_DEPARTURES: Final = 32
+MAX_ORDER_TIMES: Final = 16
+CSAT_KEPT: Final = 3
+DEPARTURES_KEPT_S: Final = 90 * DAY
 
-ACCOUNT_FIELDS = ("name", "owner", "csm", "segment", "industry", "region", "tier_override")
+ACCOUNT_FIELDS: Final = ("name", "owner", "csm", "segment", "industry", "region", "tier_override")
 
 
 def day_of(ts: float) -> int:
