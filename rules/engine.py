@@ -98,9 +98,9 @@ class Engine:
             recency_read=bool(snapshot_inputs) or "rfm_r_score" in read,
         )
         self._alert_features = tuple(n for n in FEATURES if "alerts" in FEATURES[n].depends_on)
-        self._alert_dependent = tuple(
-            r for r in rules.rules if r.reads_alerts or r.id in rules.inhibited_by
-        )
+        stepped = tuple(_Stepped(r, r.id in rules.inhibited_by) for r in rules.rules)
+        self._stepped = stepped
+        self._alert_dependent = tuple(r for r in stepped if r.after_alerts)
 
     def set_cut_points(self, cuts: CutPoints | None) -> None:
         """Use these population cut points for RFM scores from now on (the next evaluations)."""
@@ -224,7 +224,7 @@ class Engine:
         else:
             scored = snapshots.score(one, changed, score_changed, result)
             changed = scored.changed
-        self._round(one, changed, result, self.rules.rules)
+        self._round(one, changed, result, self._stepped)
         # an alert that changed late in the pass may concern rules evaluated before it
         # (a rule reading alerts that inhibits another): settle them, a bounded few times
         for _ in range(MAX_SETTLE_ROUNDS):
@@ -241,30 +241,42 @@ class Engine:
         one: Evaluation,
         changed: frozenset[str] | None,
         result: Result,
-        rules: tuple[CompiledRule, ...],
+        rules: tuple[_Stepped, ...],
     ) -> None:
         """Step every rule of ``rules`` that needs it."""
         changed_before = one.alerts_changed
         one.alerts_changed = False
-        inhibited_by = self.rules.inhibited_by
-        step = self._lifecycle.step
-        for rule in rules:
+        lifecycle = self._lifecycle
+        for stepped in rules:
             if not (
-                changed is None or not rule.inputs.isdisjoint(changed) or rule.id in one.timers
+                changed is None
+                or not stepped.inputs.isdisjoint(changed)
+                or stepped.id in one.timers
             ):
                 # only a change of alerts concerns it now
                 if not (one.alerts_changed or changed_before):
                     continue
-                if not (rule.reads_alerts or rule.id in inhibited_by):
+                if not stepped.after_alerts:
                     continue
             result.evaluations += 1
             try:
-                if step(rule, one, result):
+                if lifecycle.step(stepped.rule, one, result):
                     one.alerts_changed = True
-                    for name in self._alert_features:  # their cached values are stale now
-                        one.values.pop(name, None)
+                    one.forget(self._alert_features)  # their values are stale now
             except CEL_ERRORS as exc:
-                result.errors.append(RuleError(rule.id, one.state.customer_id, str(exc)))
+                result.errors.append(RuleError(stepped.id, one.state.customer_id, str(exc)))
+
+
+class _Stepped:
+    """What a rule round reads of a rule, held by the compiled core (a CompiledRule's
+    attributes are an interpreted dataclass's)."""
+
+    def __init__(self, rule: CompiledRule, inhibited: bool) -> None:
+        self.rule = rule
+        self.id: str = rule.id
+        self.inputs: frozenset[str] = rule.inputs
+        # stepped again when an alert changed late in a pass (reads alerts, or is inhibited)
+        self.after_alerts: bool = rule.reads_alerts or inhibited
 
 
 def run_batch(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 from rules.memo import MISS, Memo, Values
@@ -44,6 +45,13 @@ class Evaluation(Values):
                 found = feature.compute(self.state, self.at)
             self.values[name] = found
         return found
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the named features' values computed so far (they are stale)."""
+        values = self.values
+        for name in names:
+            if name in values:  # not pop(name, None): compiled, that is a generic call
+                del values[name]
 
     def pick(self, names: frozenset[str]) -> dict[str, Any]:
         """The named features' values, by name in sorted order."""

@@ -107,38 +107,39 @@ class Lifecycle:
     def step(self, rule: CompiledRule, one: Evaluation, result: Result) -> bool:
         """Move one rule's lifecycle for the customer; True if an alert fired or resolved."""
         state, at, spec = one.state, one.at, rule.rule
-        rec = state.alerts.get(rule.id)
+        rule_id = rule.id  # read once: an interpreted dataclass's cached property
+        rec = state.alerts.get(rule_id)
         if rec is not None and self.upgrade(rule, rec):
             one.alerts_touched = True
         status = rec["s"] if rec else "idle"
-        applies_to = self.applies_to.get(rule.id)
+        applies_to = self.applies_to.get(rule_id)
         applies = applies_to is None or applies_to.run(one) is True
-        inhibitor = self._inhibitor(rule, state)
-        resolve_when = self._resolve_when.get(rule.id)
+        inhibitor = self._inhibitor(rule_id, state)
+        resolve_when = self._resolve_when.get(rule_id)
         resolved = False
         if rec is not None and status == "firing":
             if inhibitor is not None:
                 self._resolve(rule, one, rec, result, "inhibited")
-                state.last_fired.pop(rule.id, None)  # may fire again once the inhibitor clears
+                state.last_fired.pop(rule_id, None)  # may fire again once the inhibitor clears
                 return True
             if not applies:
                 clear = True
             elif resolve_when is not None:
                 clear = resolve_when.run(one) is True
             else:
-                clear = self._when[rule.id].run(one) is not True
+                clear = self._when[rule_id].run(one) is not True
             if not clear:
                 rec.pop("clear", None)
             elif at >= rec.setdefault("clear", at) + spec.keep_firing_for:
                 self._resolve(rule, one, rec, result, "cleared")
                 resolved = True
-                rec = state.alerts.get(rule.id)
+                rec = state.alerts.get(rule_id)
                 status = rec["s"] if rec else "idle"
             if not resolved:
                 assert rec is not None
                 self._maybe_escalate(rule, one, rec, result)
                 return False
-        holds = applies and inhibitor is None and self._when[rule.id].run(one) is True
+        holds = applies and inhibitor is None and self._when[rule_id].run(one) is True
         if holds and resolve_when is not None:
             # both conditions hold: stay resolved (or idle) until resolve_when stops holding,
             # rather than fire and clear again at every evaluation
@@ -147,13 +148,13 @@ class Lifecycle:
             if resolved:
                 return True
             if status == "pending":
-                self._forget_pending(state, rule.id)
+                self._forget_pending(state, rule_id)
             return False
         if not self._may_fire(rule, state, rec, at):
             return resolved
         if spec.for_ > 0:
             if rec is None or status != "pending":
-                state.alerts[rule.id] = {**(rec or {}), "s": "pending", "since": at}
+                state.alerts[rule_id] = {**(rec or {}), "s": "pending", "since": at}
                 return resolved
             if at < rec["since"] + spec.for_:
                 return resolved
@@ -173,8 +174,8 @@ class Lifecycle:
             return True
         return False
 
-    def _inhibitor(self, rule: CompiledRule, state: CustomerState) -> str | None:
-        for other in self._inhibited_by.get(rule.id, ()):
+    def _inhibitor(self, rule_id: str, state: CustomerState) -> str | None:
+        for other in self._inhibited_by.get(rule_id, ()):
             rec = state.alerts.get(other)
             if rec is not None and rec["s"] == "firing":
                 return other

@@ -124,10 +124,23 @@ class FactorShare:
 
 def points_for(factor: Factor, value: float) -> int:
     """Points of ``value`` on the factor's grid."""
-    for step in factor.grid:
-        if step.below is None or value < step.below:
-            return step.points
-    return factor.grid[-1].points
+    return _points_on(_grid_of(factor), value)
+
+
+Grid = tuple[tuple[Any, int], ...]
+"""A factor's grid as (below, points) steps; ``below`` as the definition has it (None, int
+or float)."""
+
+
+def _grid_of(factor: Factor) -> Grid:
+    return tuple((step.below, step.points) for step in factor.grid)
+
+
+def _points_on(grid: Grid, value: float) -> int:
+    for below, points in grid:
+        if below is None or value < below:
+            return points
+    return grid[-1][1]
 
 
 _CEL_ERRORS: Final = (RuntimeError, TypeError, ValueError, KeyError, ArithmeticError)
@@ -173,6 +186,7 @@ class Scorer:
             )
             for f in scoring.factors
         ]
+        self._grids = [_grid_of(f.spec) for f in scoring.factors]  # read natively
         self._profiles = [(i, Memo(p, memo_size), w) for i, p, w in scoring.profiles]
         self._stage_inputs = _names(*(p for _, p in scoring.stages))
         self._tier_inputs = _names(*(p for _, p in scoring.tiers))
@@ -261,7 +275,9 @@ class Scorer:
         # object that refers back to them, and each step would leave a cycle for the GC
         read = _ScoreReader(state, at, new, values_of(value))
         if full or not moved.isdisjoint(self._stage_inputs):
-            new["stage"] = _guarded(outcome, "lifecycle", self._stage, read, old.get("stage", ""))
+            new["stage"] = _first_guarded(
+                outcome, "lifecycle", self._stages, read, old.get("stage", "")
+            )
             if new["stage"] != old.get("stage"):
                 moved.add("lifecycle_stage")
         rescore = full
@@ -275,7 +291,7 @@ class Scorer:
         for i, (factor, value_of, missing_of, inputs) in enumerate(self._factors):
             if full or not moved.isdisjoint(inputs):
                 try:
-                    entry = self._factor(factor, value_of, missing_of, read)
+                    entry = self._factor(factor, value_of, missing_of, read, self._grids[i])
                 except _CEL_ERRORS as exc:
                     outcome.errors.append((f"health.{factor.spec.id}", str(exc)))
                     entry = points[i]
@@ -295,7 +311,7 @@ class Scorer:
         if override is not None and override in self._rank:
             tier = override
         elif full or not moved.isdisjoint(self._tier_inputs):
-            tier = _guarded(outcome, "tiers", self._tier, read, fallback)
+            tier = _first_guarded(outcome, "tiers", self._tiers, read, fallback)
         if before is not None and before != tier:
             new["prev_tier"] = before
             new["tier_since"] = at
@@ -308,12 +324,6 @@ class Scorer:
         state.scores = new
         return outcome
 
-    def _stage(self, read: Values) -> str:
-        return _first(self._stages, read)
-
-    def _tier(self, read: Values) -> str:
-        return _first(self._tiers, read)
-
     def _profile(self, read: Values) -> str:
         for profile_id, applies, _ in self._profiles:
             if applies.run(read) is True:
@@ -321,7 +331,12 @@ class Scorer:
         return ""
 
     def _factor(
-        self, compiled: CompiledFactor, value_of: Memo, missing_of: Memo | None, read: Values
+        self,
+        compiled: CompiledFactor,
+        value_of: Memo,
+        missing_of: Memo | None,
+        read: Values,
+        grid: Grid,
     ) -> int | list[int] | None:
         """The factor's stored entry (see :data:`SCORES_LAYOUT`)."""
         factor = compiled.spec
@@ -330,7 +345,7 @@ class Scorer:
                 factor.missing if factor.missing is not None else self.scoring.spec.health.missing
             )
             return None if policy == "exclude" else [int(policy)]
-        return points_for(factor, self._value(compiled, value_of, read))
+        return _points_on(grid, self._value(compiled, value_of, read))
 
     @staticmethod
     def _value(compiled: CompiledFactor, value_of: Memo, read: Values) -> float:
@@ -342,7 +357,8 @@ class Scorer:
         """RFM scores (and CLV when something reads it) for the purchase history at ``at``."""
         if state.rfm_first_day is None:
             for key in ("r", "f", "m", "eo90", "p_alive", "clv", "clv_key", "rfm_key"):
-                new.pop(key, None)
+                if key in new:  # compiled, pop(key, None) is a generic method call
+                    del new[key]  # noqa: RUF051
             return
         cuts = self.cuts
         # the history changes only by an order or a new day: same key, same scores
@@ -589,6 +605,22 @@ def _guarded(
     """``choose(read)``; ``default`` when its CEL fails, the error noted under ``part``."""
     try:
         return choose(read)
+    except _CEL_ERRORS as exc:
+        outcome.errors.append((part, str(exc)))
+        return default
+
+
+def _first_guarded(
+    outcome: ScoreOutcome,
+    part: str,
+    choices: list[tuple[str, Memo | None]],
+    read: Values,
+    default: str,
+) -> str:
+    """``_first(choices, read)``; ``default`` when its CEL fails, the error noted under
+    ``part`` (:func:`_guarded` without a call through a bound method)."""
+    try:
+        return _first(choices, read)
     except _CEL_ERRORS as exc:
         outcome.errors.append((part, str(exc)))
         return default

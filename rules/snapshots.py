@@ -89,8 +89,7 @@ class Snapshots:
         outcome = self.scorer.step(
             one.state, one.at, one, changed if score_changed is None else score_changed
         )
-        for name in SCORE_FEATURES:  # computed before the step: stale now
-            one.values.pop(name, None)
+        one.forget(SCORE_FEATURES)  # computed before the step: stale now
         if changed is not None:
             changed = changed | outcome.changed
         tier_change = outcome.tier_change

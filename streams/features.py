@@ -108,11 +108,12 @@ def _first_after(at: float, guess: float, done: Callable[[float], bool]) -> floa
 # -- day counters -----------------------------------------------------------------------------
 def _days_since(ts: float | None, state: CustomerState, at: float) -> int:
     ref = ts if ts is not None else (state.first_seen_at if state.first_seen_at else at)
-    return max(0, int((at - ref) // DAY))
+    return _since(ref, at)
 
 
 def _since(ref: float, t: float) -> int:
-    return max(0, int((t - ref) // DAY))
+    days = int((t - ref) // DAY)
+    return days if days > 0 else 0  # not max(): compiled, a call through the builtin
 
 
 def _ref(ts: float | None, state: CustomerState) -> float | None:
@@ -392,7 +393,7 @@ def _open_high_alerts(s: CustomerState, at: float) -> int:
 
 # -- purchase history (lifetimes' RFM definitions, days) ---------------------------------------
 def _rfm_frequency(s: CustomerState, at: float) -> int:
-    return max(0, s.rfm_days - 1)
+    return s.rfm_days - 1 if s.rfm_days > 1 else 0
 
 
 def _rfm_recency(s: CustomerState, at: float) -> int:
@@ -401,12 +402,19 @@ def _rfm_recency(s: CustomerState, at: float) -> int:
 
 
 def _rfm_age(s: CustomerState, at: float) -> int:
-    return 0 if s.rfm_first_day is None else max(0, day_of(at) - s.rfm_first_day)
+    first = s.rfm_first_day
+    if first is None:
+        return 0
+    today = day_of(at)
+    return today - first if today > first else 0
 
 
 def _rfm_age_next(s: CustomerState, at: float) -> float | None:
     first = s.rfm_first_day
-    return None if first is None else (max(day_of(at), first) + 1) * DAY
+    if first is None:
+        return None
+    today = day_of(at)
+    return ((today if today > first else first) + 1) * DAY
 
 
 def _rfm_age_reaches(s: CustomerState, at: float, value: int) -> float | None:
