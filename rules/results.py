@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from functools import lru_cache
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel
 
@@ -13,7 +14,8 @@ from rules.loader import CompiledRule
 from schemas import AlertEvent, CustomerHealth, TaskEvent
 
 M = TypeVar("M", bound=BaseModel)
-_set = object.__setattr__
+_set: Final = object.__setattr__
+_new: Final = object.__new__
 
 Output = AlertEvent | TaskEvent
 """What the engine asks the runtime to publish in order (snapshots travel beside them)."""
@@ -66,14 +68,20 @@ def built(_model: type[M], /, **values: Any) -> M:
     (a leading underscore): compiled, a keyword argument named like a positional-only
     parameter binds to it (`Clv` has a field ``model``).
     """
-    if len(values) != len(_model.__pydantic_fields__):
+    if len(values) != _field_count(_model):
         return _model.model_construct(**values)
-    out = _model.__new__(_model)
+    out = _new(_model)
     _set(out, "__dict__", values)
     _set(out, "__pydantic_fields_set__", set(values))
     _set(out, "__pydantic_extra__", None)  # output models forbid extra fields
     _set(out, "__pydantic_private__", None)  # and have no private ones
     return out
+
+
+@lru_cache(maxsize=64)
+def _field_count(model: type[BaseModel]) -> int:
+    """How many fields the model has (a class attribute read through the type's MRO)."""
+    return len(model.__pydantic_fields__)
 
 
 def timestamp(epoch: float) -> datetime:

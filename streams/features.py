@@ -277,23 +277,23 @@ def _weeks_declining_next(s: CustomerState, at: float) -> float | None:
     return None
 
 
-def _login_prefix(logins: dict[int, Number], first: int, end: int) -> list[float]:
-    """prefix[i]: the logins on the days from ``first`` to ``first + i - 1`` (counts: the sums
-    are exact)."""
-    # from the customer's few login days, not a lookup per day of the range
-    counts = [0.0] * (end - first)
+def _login_prefix(logins: dict[int, Number], first: int, end: int) -> list[int]:
+    """prefix[i]: the logins on the days from ``first`` to ``first + i - 1``."""
+    # from the customer's few login days, not a lookup per day of the range; login buckets
+    # hold counts, so the sums are ints (small ones: no object made per element)
+    counts = [0] * (end - first)
     for day, n in logins.items():
         if first <= day < end:
-            counts[day - first] = float(n)
-    prefix = [0.0] * (end - first + 1)
-    total = 0.0
+            counts[day - first] = int(n)
+    prefix = [0] * (end - first + 1)
+    total = 0
     for i, n in enumerate(counts):
         total += n
         prefix[i + 1] = total
     return prefix
 
 
-def _falling(prefix: list[float], first: int, day: int) -> int:
+def _falling(prefix: list[int], first: int, day: int) -> int:
     """``_weeks_declining`` at ``day`` from prefix sums of daily logins starting at ``first``."""
     newest = day - first + 1
     n = 0
