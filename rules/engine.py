@@ -98,6 +98,13 @@ class Engine:
             recency_read=bool(snapshot_inputs) or "rfm_r_score" in read,
         )
         self._alert_features = tuple(n for n in FEATURES if "alerts" in FEATURES[n].depends_on)
+        # per event kind: what it may change, of that what is not compared by value, and
+        # what the evaluation after it leaves stale (set operations done once, not per event)
+        any_event_set = self._wakeups.any_event_set
+        self._by_kind = {
+            kind: (changes, changes - any_event_set, changes | any_event_set | SCORE_FEATURES)
+            for kind, changes in [*KINDS_CHANGING.items(), ("", frozenset[str]())]
+        }
         stepped = tuple(_Stepped(r, r.id in rules.inhibited_by) for r in rules.rules)
         self._stepped = stepped
         self._alert_dependent = tuple(r for r in stepped if r.after_alerts)
@@ -130,28 +137,30 @@ class Engine:
         wakeups = self._wakeups
         timing = wakeups.timing_of(state)
         changes = timing.changes
-        kind_changes = KINDS_CHANGING.get(event.event_kind, frozenset())
+        by_kind = self._by_kind.get(event.event_kind)
+        if by_kind is None:
+            by_kind = self._by_kind[""]
+        kind_changes, not_compared, stale = by_kind
         if previous is not None and at > previous:
             wakeups.before_event(state, previous, at, kind_changes, changes)
         any_event = wakeups.any_event
         before = [FEATURES[n].compute(state, at) for n in any_event]
         apply_event(state, event, self.config.state, ts)
-        moved = frozenset(
+        moved = [
             n
             for n, old in zip(any_event, before, strict=True)
             if FEATURES[n].compute(state, at) != old
-        )
+        ]
         # a record may be upgraded by a task update
         one = Evaluation(state, at, alerts_touched=task_rule is not None)
-        if isinstance(event, TaskUpdateEvent) and event.status == "dismissed" and task_rule:
+        if task_rule and isinstance(event, TaskUpdateEvent) and event.status == "dismissed":
             self._lifecycle.snooze(one, task_rule, event.snooze_until, result)
         # the features every kind may change moved by the event only if their value did
-        by_event = (kind_changes - wakeups.any_event_set) | moved
+        by_event = not_compared.union(moved) if moved else not_compared
         changed = self._changed(state, by_event, previous, at, changes)
         swept = wakeups.swept(state, previous, at, changed, by_event)
         result.extend(self._evaluate(one, changed, swept))
-        stale = kind_changes | wakeups.any_event_set | SCORE_FEATURES  # the step moved them
-        wakeups.remember(state, timing, stale, at)
+        wakeups.remember(state, timing, stale, at)  # what the step moved is stale
         return result
 
     def advance(self, state: CustomerState, until: float) -> Result:

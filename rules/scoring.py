@@ -249,10 +249,12 @@ class Scorer:
         if old.get("def") != self._digest:
             _from_layout_1(new)
         outcome = ScoreOutcome()
+        rfm_moved = old.get("def") != self._digest  # its layout may have been brought up
         try:
-            self._rfm(state, at, new)
+            rfm_moved = self._rfm(state, at, new) or rfm_moved
         except (ValueError, ArithmeticError) as exc:  # a model that does not fit this customer
             outcome.errors.append(("clv", str(exc)))
+            rfm_moved = True
         override = state.account.get("tier_override")
         full = (
             changed is None
@@ -267,9 +269,10 @@ class Scorer:
         else:
             new["ovr"] = override
         moved = set(changed or ())
-        for key in _RFM_KEYS:
-            if new.get(key) != old.get(key):
-                moved.add(SCORE_KEYS[key])
+        if rfm_moved:
+            for key in _RFM_KEYS:
+                if new.get(key) != old.get(key):
+                    moved.add(SCORE_KEYS[key])
 
         # a reader object, not a closure: compiled, nested functions share an environment
         # object that refers back to them, and each step would leave a cycle for the GC
@@ -353,13 +356,16 @@ class Scorer:
             return float(read.value(compiled.bare_feature))
         return float(value_of.run(read))
 
-    def _rfm(self, state: CustomerState, at: float, new: dict[str, Any]) -> None:
-        """RFM scores (and CLV when something reads it) for the purchase history at ``at``."""
+    def _rfm(self, state: CustomerState, at: float, new: dict[str, Any]) -> bool:
+        """RFM scores (and CLV when something reads it) for the purchase history at ``at``;
+        False if they were left as they were."""
         if state.rfm_first_day is None:
+            dropped = False
             for key in ("r", "f", "m", "eo90", "p_alive", "clv", "clv_key", "rfm_key"):
                 if key in new:  # compiled, pop(key, None) is a generic method call
-                    del new[key]  # noqa: RUF051
-            return
+                    del new[key]
+                    dropped = True
+            return dropped
         cuts = self.cuts
         # the history changes only by an order or a new day: same key, same scores
         rfm_key = [
@@ -371,7 +377,7 @@ class Scorer:
             self._cuts_digest,
         ]
         if new.get("rfm_key") == rfm_key and (cuts is None or "r" in new):
-            return
+            return False
         new["rfm_key"] = rfm_key
         history = purchase_history(state, at)
         assert history is not None
@@ -380,6 +386,7 @@ class Scorer:
             new["r"], new["f"], new["m"] = cuts.scores(age - t_x, x, m)
         if self.clv_eager:
             self.update_clv(state, at, new)
+        return True
 
     def update_clv(self, state: CustomerState, at: float, scores: dict[str, Any]) -> None:
         """Put the CLV values at ``at`` into ``scores`` (all three or none; a failure raises)."""
