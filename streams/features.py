@@ -172,14 +172,24 @@ def _to_renewal_next(s: CustomerState, at: float) -> float | None:
     if r is None:
         return None
     now = int((r - at) // DAY)
-    return _first_after(at, r - now * DAY, lambda t: (r - t) // DAY < now)
+    guess = r - now * DAY
+    # the count drops just after ``guess`` (fewer than ``now`` whole days left): nearly
+    # always the float after it, confirmed by two comparisons (the search makes a closure)
+    after = nextafter(guess, inf)
+    if after > at and (r - after) // DAY < now and not (r - guess) // DAY < now:
+        return after
+    return _first_after(at, guess, lambda t: (r - t) // DAY < now)
 
 
 def _to_renewal_reaches(s: CustomerState, at: float, value: int) -> float | None:
     r = s.renewal_at
     if r is None or value < -MAX_DAYS or value >= int((r - at) // DAY):
         return None
-    return _first_after(at, r - (value + 1) * DAY, lambda t: (r - t) // DAY <= value)
+    guess = r - (value + 1) * DAY
+    after = nextafter(guess, inf)  # nearly always the answer, as in _to_renewal_next
+    if after > at and (r - after) // DAY <= value and not (r - guess) // DAY <= value:
+        return after
+    return _first_after(at, guess, lambda t: (r - t) // DAY <= value)
 
 
 # -- windows over daily buckets ----------------------------------------------------------------
