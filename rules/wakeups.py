@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from math import inf, nextafter
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rules.evaluation import CEL_ERRORS, Evaluation, holds_not
 from rules.lifecycle import Lifecycle
 from rules.loader import RuleSet
-from rules.memo import Memo
+from rules.memo import MISS, Memo
 from rules.scoring import CompiledScoring, Scorer
 from schemas import EVENT_KINDS
 from streams.features import FEATURES, KINDS_CHANGING
@@ -269,8 +269,9 @@ class Wakeups:
         state: CustomerState, at: float, name: str, changes: dict[str, float | None]
     ) -> float | None:
         """The feature's next change after ``at``, from ``changes`` or computed into it."""
-        if name in changes:
-            return changes[name]
+        known = changes.get(name, MISS)  # one lookup, not ``in`` then ``[]``
+        if known is not MISS:
+            return cast(float | None, known)
         feature = FEATURES[name]
         if feature.moves_with:  # early is safe: an evaluation that finds nothing changed
             times = [Wakeups._change_of(state, at, n, changes) for n in feature.moves_with]
