@@ -64,8 +64,11 @@ def run_state(events: list[InputEvent], config: StateConfig) -> None:
         apply_event(state, event, config)
 
 
-def run_engine(events: list[InputEvent], engine: Engine) -> dict[str, int]:
-    """The engine as the worker drives it: apply, next deadline, hourly sweeps."""
+def run_engine(
+    events: list[InputEvent], engine: Engine, flush_dirty: int = FLUSH_DIRTY
+) -> dict[str, int]:
+    """The engine as the worker drives it: apply, next deadline of each dirty customer every
+    ``flush_dirty`` of them, hourly sweeps."""
     states: dict[str, CustomerState] = {}
     index = DeadlineIndex()
     counts = {"outputs": 0, "evaluations": 0, "swept": 0, "snapshots": 0}
@@ -91,7 +94,7 @@ def run_engine(events: list[InputEvent], engine: Engine) -> dict[str, int]:
         counts["snapshots"] += len(result.snapshots)
         counts["evaluations"] += result.evaluations
         dirty.add(event.customer_id)
-        if len(dirty) >= FLUSH_DIRTY:  # the worker's flush: one deadline per dirty customer
+        if len(dirty) >= flush_dirty:  # the worker's flush: one deadline per dirty customer
             for customer_id in dirty:
                 index.set(customer_id, engine.next_deadline(states[customer_id]))
             dirty.clear()
