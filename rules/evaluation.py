@@ -40,7 +40,7 @@ class Evaluation(Values):
             feature = FEATURES[name]
             if feature.derive is not None:  # from values this pass may already have
                 names, derive = feature.derive
-                found = derive(*map(self.value, names))
+                found = derive(*[self.value(n) for n in names])  # native calls, not map's
             else:
                 found = feature.compute(self.state, self.at)
             self.values[name] = found

@@ -265,7 +265,8 @@ class Scorer:
         outcome.full = full
         new["def"] = self._digest
         if override is None:
-            new.pop("ovr", None)
+            if "ovr" in new:  # compiled, pop(key, None) is a generic method call
+                del new["ovr"]  # noqa: RUF051
         else:
             new["ovr"] = override
         moved = set(changed or ())
