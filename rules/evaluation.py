@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from rules.memo import MISS, Memo, Values
+from rules.memo import MISS, Memo, Values, discard
 from streams.features import FEATURES
 from streams.state import CustomerState
 
@@ -48,10 +48,7 @@ class Evaluation(Values):
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop the named features' values computed so far (they are stale)."""
-        values = self.values
-        for name in names:
-            if name in values:  # not pop(name, None): compiled, that is a generic call
-                del values[name]
+        discard(self.values, names)
 
     def pick(self, names: frozenset[str]) -> dict[str, Any]:
         """The named features' values, by name in sorted order."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import cel
@@ -58,6 +58,19 @@ class Memo:
             hit = self.program.execute(dict(zip(self.names, key, strict=True)))
             remember(self.cache, key, hit, self.limit)
         return hit
+
+
+def discard(mapping: dict[str, Any], keys: Iterable[str]) -> bool:
+    """Drop those of ``keys`` that ``mapping`` has; True if there was one.
+
+    ``in`` and ``del``: compiled, ``dict.pop(key, None)`` is a generic method call.
+    """
+    dropped = False
+    for key in keys:
+        if key in mapping:
+            del mapping[key]
+            dropped = True
+    return dropped
 
 
 def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:

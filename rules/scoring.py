@@ -19,7 +19,7 @@ from typing import Any, Final
 
 import cel
 
-from rules.memo import MISS, Memo, Values, remember, values_of
+from rules.memo import MISS, Memo, Values, discard, remember, values_of
 from rules.scoring_model import Factor, Scoring
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
@@ -188,6 +188,9 @@ class Scorer:
         ]
         self._grids = [_grid_of(f.spec) for f in scoring.factors]  # read natively
         self._profiles = [(i, Memo(p, memo_size), w) for i, p, w in scoring.profiles]
+        self._profile_choices: list[tuple[str, Memo | None]] = [
+            (i, applies) for i, applies, _ in self._profiles
+        ]
         self._stage_inputs = _names(*(p for _, p in scoring.stages))
         self._tier_inputs = _names(*(p for _, p in scoring.tiers))
         self._profile_inputs = _names(*(p for _, p, _ in scoring.profiles))
@@ -265,8 +268,7 @@ class Scorer:
         outcome.full = full
         new["def"] = self._digest
         if override is None:
-            if "ovr" in new:  # compiled, pop(key, None) is a generic method call
-                del new["ovr"]  # noqa: RUF051
+            discard(new, ("ovr",))
         else:
             new["ovr"] = override
         moved = set(changed or ())
@@ -279,15 +281,13 @@ class Scorer:
         # object that refers back to them, and each step would leave a cycle for the GC
         read = _ScoreReader(state, at, new, values_of(value))
         if full or not moved.isdisjoint(self._stage_inputs):
-            new["stage"] = _first_guarded(
-                outcome, "lifecycle", self._stages, read, old.get("stage", "")
-            )
+            new["stage"] = _chosen(outcome, "lifecycle", self._stages, read, old.get("stage", ""))
             if new["stage"] != old.get("stage"):
                 moved.add("lifecycle_stage")
         rescore = full
         if full or not moved.isdisjoint(self._profile_inputs):
-            new["profile"] = _guarded(
-                outcome, "profile", self._profile, read, old.get("profile", "")
+            new["profile"] = _chosen(
+                outcome, "profile", self._profile_choices, read, old.get("profile", ""), ""
             )
             rescore = rescore or new["profile"] != old.get("profile")
         # a full step starts afresh: factors of earlier definitions must not linger
@@ -315,7 +315,7 @@ class Scorer:
         if override is not None and override in self._rank:
             tier = override
         elif full or not moved.isdisjoint(self._tier_inputs):
-            tier = _first_guarded(outcome, "tiers", self._tiers, read, fallback)
+            tier = _chosen(outcome, "tiers", self._tiers, read, fallback)
         if before is not None and before != tier:
             new["prev_tier"] = before
             new["tier_since"] = at
@@ -327,12 +327,6 @@ class Scorer:
         }
         state.scores = new
         return outcome
-
-    def _profile(self, read: Values) -> str:
-        for profile_id, applies, _ in self._profiles:
-            if applies.run(read) is True:
-                return profile_id
-        return ""
 
     def _factor(
         self,
@@ -361,12 +355,7 @@ class Scorer:
         """RFM scores (and CLV when something reads it) for the purchase history at ``at``;
         False if they were left as they were."""
         if state.rfm_first_day is None:
-            dropped = False
-            for key in ("r", "f", "m", "eo90", "p_alive", "clv", "clv_key", "rfm_key"):
-                if key in new:  # compiled, pop(key, None) is a generic method call
-                    del new[key]
-                    dropped = True
-            return dropped
+            return discard(new, ("r", "f", "m", "eo90", "p_alive", "clv", "clv_key", "rfm_key"))
         cuts = self.cuts
         # the history changes only by an order or a new day: same key, same scores
         rfm_key = [
@@ -603,39 +592,21 @@ class _ScoreReader(Values):
         return FEATURES[name].compute(self.state, self.at) if found is MISS else found
 
 
-def _guarded(
-    outcome: ScoreOutcome,
-    part: str,
-    choose: Callable[[Values], str],
-    read: Values,
-    default: str,
-) -> str:
-    """``choose(read)``; ``default`` when its CEL fails, the error noted under ``part``."""
-    try:
-        return choose(read)
-    except _CEL_ERRORS as exc:
-        outcome.errors.append((part, str(exc)))
-        return default
-
-
-def _first_guarded(
+def _chosen(
     outcome: ScoreOutcome,
     part: str,
     choices: list[tuple[str, Memo | None]],
     read: Values,
     default: str,
+    otherwise: str | None = None,
 ) -> str:
-    """``_first(choices, read)``; ``default`` when its CEL fails, the error noted under
-    ``part`` (:func:`_guarded` without a call through a bound method)."""
+    """The first choice whose condition holds (none: always), else ``otherwise`` (None: the
+    last choice); ``default`` when a condition fails, the error noted under ``part``."""
     try:
-        return _first(choices, read)
+        for choice_id, memo in choices:
+            if memo is None or memo.run(read) is True:
+                return choice_id
     except _CEL_ERRORS as exc:
         outcome.errors.append((part, str(exc)))
         return default
-
-
-def _first(choices: list[tuple[str, Memo | None]], read: Values) -> str:
-    for choice_id, memo in choices:
-        if memo is None or memo.run(read) is True:
-            return choice_id
-    return choices[-1][0]
+    return choices[-1][0] if otherwise is None else otherwise

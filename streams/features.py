@@ -171,22 +171,23 @@ def _to_renewal_next(s: CustomerState, at: float) -> float | None:
     r = s.renewal_at
     if r is None:
         return None
-    now = int((r - at) // DAY)
-    guess = r - now * DAY
-    # the count drops just after ``guess`` (fewer than ``now`` whole days left): nearly
-    # always the float after it, confirmed by two comparisons (the search makes a closure)
-    after = nextafter(guess, inf)
-    if after > at and (r - after) // DAY < now and not (r - guess) // DAY < now:
-        return after
-    return _first_after(at, guess, lambda t: (r - t) // DAY < now)
+    return _days_left_at_most(r, at, int((r - at) // DAY) - 1)
 
 
 def _to_renewal_reaches(s: CustomerState, at: float, value: int) -> float | None:
     r = s.renewal_at
     if r is None or value < -MAX_DAYS or value >= int((r - at) // DAY):
         return None
+    return _days_left_at_most(r, at, value)
+
+
+def _days_left_at_most(r: float, at: float, value: int) -> float:
+    """The first moment after ``at`` with at most ``value`` whole days left until ``r``
+    (more are left at ``at``)."""
     guess = r - (value + 1) * DAY
-    after = nextafter(guess, inf)  # nearly always the answer, as in _to_renewal_next
+    # nearly always the float just after ``guess``: two comparisons confirm it, where the
+    # search makes a closure and steps float by float
+    after = nextafter(guess, inf)
     if after > at and (r - after) // DAY <= value and not (r - guess) // DAY <= value:
         return after
     return _first_after(at, guess, lambda t: (r - t) // DAY <= value)
