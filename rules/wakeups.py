@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from math import inf, nextafter
 from typing import Any, Final, cast
 
+import cel
+
 from rules.evaluation import CEL_ERRORS, Evaluation, holds_not
 from rules.lifecycle import Lifecycle
 from rules.loader import RuleSet
@@ -33,11 +35,24 @@ class Probe:
     """A day counter that a rule compares with more than literals, and the rule's conditions:
     finds the day the conditions flip as the counter counts up, other inputs as they are.
 
-    Results are cached by the other inputs' values and the counter value (the programs are
-    pure), so customers alike, and one customer probed again a day later, reuse them.
+    Results are cached by the other inputs' values, then by the counter value (the programs
+    are pure), so customers alike, and one customer probed again a day later, reuse them.
+    The programs run on a CEL context that holds the other inputs: within one search only the
+    counter is converted for CEL again (a float or a string costs the bindings more to convert
+    than the program costs to run).
     """
 
-    __slots__ = ("cache", "constant", "limit", "name", "others", "programs")
+    __slots__ = (
+        "cache",
+        "constant",
+        "context",
+        "held",
+        "limit",
+        "name",
+        "others",
+        "programs",
+        "size",
+    )
 
     def __init__(self, name: str, conditions: tuple[Memo, ...], limit: int) -> None:
         self.name = name
@@ -47,8 +62,12 @@ class Probe:
         self.constant = tuple(m for m in conditions if name not in m.names)
         self.programs = tuple(m.program for m in reading)
         self.others = tuple(sorted({n for m in reading for n in m.names} - {name}))
-        self.cache: dict[tuple[Any, ...], tuple[Any, ...] | None] = {}
+        # other inputs' values -> counter value -> the programs' results (None: one failed)
+        self.cache: dict[tuple[Any, ...], dict[int, tuple[Any, ...] | None]] = {}
+        self.size = 0  # results cached in all
         self.limit = limit
+        self.context = cel.Context()
+        self.held: tuple[Any, ...] | None = None  # the other inputs' values in the context
 
     def flip(self, one: Evaluation, best: float) -> float:
         """The earliest of ``best`` and the moment the day counter reaches the first value
@@ -66,39 +85,52 @@ class Probe:
         last = start + PROBE_DAYS if best == inf else feature.compute(state, best)
         last = min(last, start + PROBE_DAYS)
         others = tuple([one.value(n) for n in self.others])
-        values = dict(zip(self.others, others, strict=True))
         constant_fails = False
         try:
             for memo in self.constant:
                 memo.run(one)
         except CEL_ERRORS:
             constant_fails = True
-        cache = self.cache
-        if len(cache) >= self.limit:
-            cache.clear()
-        programs = self.programs
-
-        def results(counter: int) -> tuple[Any, ...] | None:
-            key = (*others, counter)
-            if key in cache:
-                return cache[key]
-            values[name] = counter
-            found: tuple[Any, ...] | None
-            try:
-                found = tuple([program.execute(values) for program in programs])
-            except CEL_ERRORS:
-                found = None
-            cache[key] = found
-            return found
-
-        now = None if constant_fails else results(start)
+        if self.size >= self.limit:
+            self.cache.clear()
+            self.size = 0
+        known = self.cache.get(others)
+        if known is None:
+            known = self.cache[others] = {}
+        now = None if constant_fails else self._results(known, others, start)
         found = last
         for counter in range(start + 1, last + 1):
-            if now is None or results(counter) != now:
+            if now is None:
+                found = counter
+                break
+            if self._results(known, others, counter) != now:
                 found = counter
                 break
         t = reaches(state, at, found) if found > start else None
         return t if t is not None and at < t < best else best
+
+    def _results(
+        self, known: dict[int, tuple[Any, ...] | None], others: tuple[Any, ...], counter: int
+    ) -> tuple[Any, ...] | None:
+        """The programs' results with the counter at ``counter`` (None: one failed), noted
+        in ``known``, the cache of these other inputs' values."""
+        if counter in known:
+            return known[counter]
+        context = self.context
+        found: tuple[Any, ...] | None
+        try:
+            if self.held is not others:  # the context holds another search's values
+                self.held = None
+                for n, v in zip(self.others, others, strict=True):
+                    context.add_variable(n, v)
+                self.held = others
+            context.add_variable(self.name, counter)
+            found = tuple([program.execute(context) for program in self.programs])
+        except CEL_ERRORS:
+            found = None
+        known[counter] = found
+        self.size += 1
+        return found
 
 
 Waker = tuple[

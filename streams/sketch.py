@@ -402,5 +402,10 @@ def score(value: float, cuts: Cuts, *, higher_is_better: bool) -> int:
     with a sketched cut of 0.99, the value the sketch returns for a quantile that is exactly 1.
     """
     at = _at_resolution(value)
-    quintile = 1 + sum(1 for cut in cuts if _at_resolution(cut) < at)
+    quintile = 1
+    for cut in cuts:  # ascending
+        if cut >= value:
+            break  # the rounding keeps order: this cut and the ones above are not below
+        if _at_resolution(cut) < at:
+            quintile += 1
     return quintile if higher_is_better else 6 - quintile
