@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -267,6 +267,11 @@ class CutPoints:
     monetary: Cuts
     customers: int
     as_of: float
+    # scores by dimension and value: a customer's frequency and monetary value stay put
+    # between orders, and recency days are few, so most lookups hit
+    _scored: tuple[dict[float, int], dict[float, int], dict[float, int]] = field(
+        default_factory=lambda: ({}, {}, {}), init=False, repr=False, compare=False
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """These cut points as JSON-friendly lists and numbers (for snapshots)."""
@@ -297,11 +302,30 @@ class CutPoints:
         self, recency_days: float, frequency: float, monetary: float
     ) -> tuple[int, int, int]:
         """One customer's (R, F, M) scores, each 1–5, 5 best (see :func:`score`)."""
-        return (
-            score(recency_days, self.recency, higher_is_better=False),
-            score(frequency, self.frequency, higher_is_better=True),
-            score(monetary, self.monetary, higher_is_better=True),
-        )
+        by_r, by_f, by_m = self._scored
+        r = by_r.get(recency_days)
+        if r is None:
+            r = _remember(
+                by_r, recency_days, score(recency_days, self.recency, higher_is_better=False)
+            )
+        f = by_f.get(frequency)
+        if f is None:
+            f = _remember(by_f, frequency, score(frequency, self.frequency, higher_is_better=True))
+        m = by_m.get(monetary)
+        if m is None:
+            m = _remember(by_m, monetary, score(monetary, self.monetary, higher_is_better=True))
+        return r, f, m
+
+
+_SCORED_LIMIT = 1 << 16
+"""Values whose score one dimension of a :class:`CutPoints` keeps (then it starts afresh)."""
+
+
+def _remember(scored: dict[float, int], value: float, found: int) -> int:
+    if len(scored) >= _SCORED_LIMIT:
+        scored.clear()
+    scored[value] = found
+    return found
 
 
 def _as_cuts(name: str, value: Any) -> Cuts:
