@@ -1,25 +1,35 @@
-"""The backtest's charts (matplotlib, rendered to SVG) and its self-contained HTML report."""
+"""The backtest's charts (matplotlib, rendered to SVG) and its self-contained HTML report.
+
+matplotlib is imported when the first chart is drawn (half a second): a backtest imports it
+in its report writer process (:mod:`agents.report_writer`) while it reads the history.
+"""
 
 from __future__ import annotations
 
 import html
 import io
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+@cache
+def pyplot() -> Any:
+    """matplotlib's pyplot, imported and set up for reproducible SVG on first use."""
+    import matplotlib
 
-plt.rcParams["svg.hashsalt"] = "churnguard"  # stable element ids: same report, same SVG
-plt.rcParams["svg.fonttype"] = "none"
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams["svg.hashsalt"] = "churnguard"  # stable element ids: same report, same SVG
+    plt.rcParams["svg.fonttype"] = "none"
+    return plt
 
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+    pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]
 
@@ -30,7 +40,7 @@ def roc_chart(report: dict[str, Any]) -> str | None:
     points = roc.get("points") or []
     if not points:
         return None
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = pyplot().subplots(figsize=(4.6, 4.2))
     ax.plot([p["fpr"] for p in points], [p["tpr"] for p in points], color="#c0392b", lw=2)
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls="--")
     ax.set_xlabel("false positive rate")
@@ -46,7 +56,7 @@ def rules_chart(report: dict[str, Any]) -> str | None:
     rows = [(r, m) for r, m in report["metrics"].items() if m["customers_alerted"]]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.5 + 0.55 * len(rows)))
+    fig, ax = pyplot().subplots(figsize=(7.5, 0.5 + 0.55 * len(rows)))
     ys = range(len(rows))
     ax.barh([y + 0.2 for y in ys], [m["precision"] or 0 for _, m in rows], 0.4, label="precision")
     ax.barh([y - 0.2 for y in ys], [m["recall"] or 0 for _, m in rows], 0.4, label="recall")
@@ -64,7 +74,7 @@ def sweep_chart(sweep: dict[str, Any]) -> str:
     """A swept parameter against precision, recall, lead time and alert load (SVG)."""
     rows = sweep["rows"]
     xs = [r["value"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(9, 3.6))
     left.plot(xs, [r["precision"] or 0 for r in rows], marker="o", label="precision")
     left.plot(xs, [r["recall"] or 0 for r in rows], marker="o", label="recall")
     left.plot(xs, [r["f1"] or 0 for r in rows], marker="o", label="F1")
