@@ -24,6 +24,7 @@ import click
 import orjson
 
 from agents.backtest_report import markdown_table
+from agents.cut_feed import CutFeed
 from agents.engine_config import engine_config
 from agents.history_options import DAY, mapping_option, parse_day, strict_option
 from agents.progress import Progress
@@ -44,7 +45,6 @@ from streams.history import (
     read_labels,
 )
 from streams.settings import Settings
-from streams.sketch import CutPoints
 
 _SWEEP = re.compile(
     r"^\s*(?P<rule>[a-z0-9][a-z0-9_.-]*)\.(?P<param>[A-Za-z_]\w*)\s*=\s*"
@@ -377,9 +377,10 @@ def backtest(
 class _MainJob:
     """The main run, in one process or with the customers split over ``jobs`` processes.
 
-    Customers are independent but for the RFM cut points, which are worked out from the
-    events first (:func:`rules.backtest.cut_schedule`); each process runs its customers with
-    them, and the runs are merged, so the report is the same whatever ``jobs`` is.
+    Customers are independent but for the RFM cut points, which the main process works out
+    from the events (:func:`rules.backtest.cut_schedule`) while the processes run their
+    customers, and hands to them as they are known (:mod:`agents.cut_feed`); the runs are
+    merged, so the report is the same whatever ``jobs`` is.
     """
 
     settings: Settings
@@ -390,7 +391,7 @@ class _MainJob:
     step: float
     health_below: int | None
     shards: list[list[InputEvent]] = field(default_factory=list)
-    cuts: dict[float, CutPoints | None] | None = None
+    cuts: CutFeed | None = None  # the population's RFM cut points, as they are worked out
     done: Any = None  # per process: events applied (shared memory)
     reached: Any = None  # per process: event time reached (shared memory)
 
@@ -412,17 +413,24 @@ class _MainJob:
         self.shards = [[] for _ in range(jobs)]
         for event in self.events:
             self.shards[zlib.crc32(event.customer_id.encode()) % jobs].append(event)
-        if self.engine.scorer is not None:
-            self.cuts = cut_schedule(
-                self.events, until=self.end, config=self.engine.config.state, step=self.step
-            )
         context = multiprocessing.get_context("fork")  # children inherit the events
+        if self.engine.scorer is not None:
+            self.cuts = CutFeed(context, jobs)
         self.done = context.Array("q", jobs, lock=False)
         self.reached = context.Array("d", jobs, lock=False)
         _MAIN = self
         try:
             with context.Pool(jobs) as pool:
                 pending = pool.map_async(_main_part, range(jobs))
+                if self.cuts is not None:
+                    cut_schedule(
+                        self.events,
+                        until=self.end,
+                        config=self.engine.config.state,
+                        step=self.step,
+                        on_cuts=self.cuts.send,
+                    )
+                    self.cuts.close()
                 while not pending.ready():
                     pending.wait(0.25)
                     reached = [t for t in self.reached if t > 0]  # the slowest part so far
@@ -456,7 +464,7 @@ def _main_part(k: int) -> Run:
         health_below=job.health_below,
         on_progress=progress,
         start=start,
-        cuts=job.cuts,
+        cuts=None if job.cuts is None else job.cuts.reader(k),
     )
 
 

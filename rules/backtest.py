@@ -148,11 +148,14 @@ def cut_schedule(
     step: float = 86400.0,
     cuts_every: float = 7 * 86400.0,
     start: float | None = None,
+    on_cuts: Callable[[float, CutPoints | None], None] | None = None,
 ) -> dict[float, CutPoints | None]:
     """The RFM cut points :func:`run_backtest` sets at its sweeps (every ``step`` from the
     day of ``start``, default the first event's time), by sweep time, refreshed every
     ``cuts_every``: worked out from the events alone, as they depend only on each
-    customer's orders, so a run over a part of the customers can use the population's."""
+    customer's orders, so a run over a part of the customers can use the population's.
+    ``on_cuts`` is called with each sweep time and its cut points as soon as they are known
+    (in time order)."""
     schedule: dict[float, CutPoints | None] = {}
     if not events:
         return schedule
@@ -172,6 +175,8 @@ def cut_schedule(
             touched.clear()
             schedule[now] = cut_points(population.sketch(now))
             next_cuts = now + cuts_every
+            if on_cuts is not None:
+                on_cuts(now, schedule[now])
 
     for event in events:
         ts = event.occurred_at.timestamp()

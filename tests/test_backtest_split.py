@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from rules.backtest import Population, Run, cut_schedule, merge_runs, run_backtest
+from agents.cut_feed import CutFeed
+from rules.backtest import Episode, Population, Run, cut_schedule, merge_runs, run_backtest
 from rules.engine import Engine, EngineConfig
 from rules.loader import load_rules
 from schemas import decode_input
@@ -121,3 +123,54 @@ def test_the_population_counts_each_customer_once_with_its_newest_orders() -> No
             assert cut_points(population.sketch(now)) == cut_points(expected)
             checked += expected.count
     assert checked > 0
+
+
+def _part_from_feed(
+    rules_engine: Engine, events: list[Any], until: float, feed: CutFeed, k: int, out: Any
+) -> None:
+    start = events[0].occurred_at.timestamp()
+    mine = [e for e in events if zlib.crc32(e.customer_id.encode()) % 2 == k]
+    run = run_backtest(rules_engine, mine, until=until, start=start, cuts=feed.reader(k))
+    out.put((k, _seen(run)))
+
+
+def test_parts_in_processes_fed_the_cut_points_as_they_are_worked_out_give_the_whole_run(
+    engine: Callable[[], Recording],
+) -> None:
+    events = _events()
+    until = events[-1].occurred_at.timestamp() + 86400.0
+    whole = engine()
+    expected = _seen(merge_runs([run_backtest(whole, events, until=until)]))
+    context = multiprocessing.get_context("fork")
+    feed, out = CutFeed(context, 2), context.Queue()
+    parts = [
+        context.Process(target=_part_from_feed, args=(engine(), events, until, feed, k, out))
+        for k in range(2)
+    ]
+    for process in parts:  # started before the cut points exist, as in the CLI
+        process.start()
+    schedule = cut_schedule(events, until=until, config=whole.config.state, on_cuts=feed.send)
+    feed.close()
+    seen = dict(out.get(timeout=60) for _ in parts)
+    for process in parts:
+        process.join(timeout=10)
+        assert process.exitcode == 0
+    assert list(schedule.values()) == whole.given
+    runs = [Run() for _ in parts]
+    for k, run in enumerate(runs):
+        episodes, run.health, run.first_seen, run.applied, run.evaluations, run.sweeps = seen[k]
+        run.episodes = [Episode(*e) for e in episodes]
+    assert _seen(merge_runs(runs)) == expected
+
+
+def test_streamed_cut_points_answer_only_for_the_sweeps_that_set_them() -> None:
+    context = multiprocessing.get_context("fork")
+    feed = CutFeed(context, 1)
+    cuts = CutPoints((1.0, 2.0, 3.0, 4.0), (0.0, 0.0, 1.0, 2.0), (5.0, 6.0, 7.0, 8.0), 9, 100.0)
+    feed.send(100.0, cuts)
+    feed.send(200.0, None)
+    feed.close()
+    streamed = feed.reader(0)
+    assert 50.0 not in streamed and 100.0 in streamed and 150.0 not in streamed
+    assert streamed[100.0] == cuts and streamed[200.0] is None
+    assert dict(streamed) == {100.0: cuts, 200.0: None}
