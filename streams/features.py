@@ -207,21 +207,20 @@ def _first_window_change(
     if not buckets:
         return None
     # one slot enters and one leaves each step: a change unless their values match
-    get = buckets.get
     end = max(buckets) + first_back + 1  # no window changes after the newest slot has left
     if end - now <= 2 * len(buckets):  # dense: step through the slots from ``now`` on
         for slot in range(now + 1, end + 1):
-            if get(slot - last_back, 0) != get(slot - first_back - 1, 0):
+            if buckets.get(slot - last_back, 0) != buckets.get(slot - first_back - 1, 0):
                 return slot
         return None
     best = inf
     for slot, v in buckets.items():
         if v:
             enter = slot + last_back
-            if now < enter < best and get(enter - first_back - 1, 0) != v:
+            if now < enter < best and buckets.get(enter - first_back - 1, 0) != v:
                 best = float(enter)
             leave = slot + first_back + 1
-            if now < leave < best and get(leave - last_back, 0) != v:
+            if now < leave < best and buckets.get(leave - last_back, 0) != v:
                 best = float(leave)
     return None if best == inf else int(best)
 
@@ -458,28 +457,28 @@ def _activity_ratio(recent: float, prev_weekly: float) -> float:
     return 1.0 if recent > 0 else 0.0
 
 
-def _first_flip(
-    value: Callable[[CustomerState, float], Any],
-    next_input_change: NextChange,
-    s: CustomerState,
-    at: float,
-) -> float | None:
-    """The first time after ``at`` an input changes and ``value`` with it (an input can change
-    and leave the value as it is, so step from change to change)."""
-    now = value(s, at)
-    t = next_input_change(s, at)
-    while t is not None and value(s, t) == now:
-        t = next_input_change(s, t)
-    return t
+def _earlier(a: float | None, b: float | None) -> float | None:
+    """The earlier of two change times (None: no change)."""
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
 
 
+# An input can change and leave the value as it is, so the next changes below step from
+# input change to input change until the value moves (written out per feature: compiled,
+# a function passed as an argument is called through the interpreter's calling convention).
 def _login_windows_next(s: CustomerState, at: float) -> float | None:
-    changes = (_logins_7d_next(s, at), _logins_prev_next(s, at))
-    return min((t for t in changes if t is not None), default=None)
+    return _earlier(_logins_7d_next(s, at), _logins_prev_next(s, at))
 
 
 def _login_activity_next(s: CustomerState, at: float) -> float | None:
-    return _first_flip(_login_activity_ratio, _login_windows_next, s, at)
+    now = _login_activity_ratio(s, at)
+    t = _login_windows_next(s, at)
+    while t is not None and _login_activity_ratio(s, t) == now:
+        t = _login_windows_next(s, t)
+    return t
 
 
 def _order_overdue_ratio(s: CustomerState, at: float) -> float:
@@ -514,13 +513,19 @@ def _revenue_rising(s: CustomerState, at: float) -> bool:
 
 def _revenue_windows_next(s: CustomerState, at: float) -> float | None:
     now = month_of(at)
-    changes = (_first_window_change(s.monthly_value, now, f, b) for f, b in ((2, 0), (5, 3)))
-    month = min((m for m in changes if m is not None), default=None)
-    return None if month is None else month_start(month)
+    recent = _first_window_change(s.monthly_value, now, 2, 0)
+    before = _first_window_change(s.monthly_value, now, 5, 3)
+    if recent is None or (before is not None and before < recent):
+        recent = before
+    return None if recent is None else month_start(recent)
 
 
 def _revenue_rising_next(s: CustomerState, at: float) -> float | None:
-    return _first_flip(_revenue_rising, _revenue_windows_next, s, at)
+    now = _revenue_rising(s, at)
+    t = _revenue_windows_next(s, at)
+    while t is not None and _revenue_rising(s, t) == now:
+        t = _revenue_windows_next(s, t)
+    return t
 
 
 # -- the scoring step's results ----------------------------------------------------------------
