@@ -26,7 +26,7 @@ import orjson
 from agents.backtest_report import markdown_table
 from agents.cut_feed import CutFeed
 from agents.engine_config import engine_config
-from agents.history_options import DAY, mapping_option, parse_day, strict_option
+from agents.history_options import DAY, echo_bad_lines, mapping_option, parse_day, strict_option
 from agents.progress import Progress
 from agents.report_writer import ReportWriteError, ReportWriter
 from rules.backtest import HEALTH_RULE, Run, cut_schedule, merge_runs, rules_needed, run_backtest
@@ -308,10 +308,7 @@ def backtest(
         except OSError as exc:
             click.echo(f"churnguard: cannot read: {exc}", err=True)
             sys.exit(2)
-        for bad in problems.lines[:20]:
-            click.echo(f"skipped {bad}", err=True)
-        if len(problems.lines) > 20:
-            click.echo(f"… and {len(problems.lines) - 20} more bad line(s)", err=True)
+        echo_bad_lines(problems)
         if not events:
             click.echo("churnguard: no events in the history", err=True)
             sys.exit(2)

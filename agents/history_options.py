@@ -7,7 +7,11 @@ from pathlib import Path
 
 import click
 
+from streams.history import Problems
+
 DAY = 86400.0
+SHOWN_BAD_LINES = 20
+"""Bad lines listed one by one on stderr; the rest are counted."""
 
 mapping_option = click.option(
     "--mapping",
@@ -26,3 +30,12 @@ def parse_day(text: str, option: str) -> float:
     except ValueError:
         raise click.UsageError(f"{option} {text!r}: use a date YYYY-MM-DD") from None
     return day.timestamp()
+
+
+def echo_bad_lines(problems: Problems) -> None:
+    """List the first :data:`SHOWN_BAD_LINES` skipped lines on stderr and count the rest."""
+    for bad in problems.lines[:SHOWN_BAD_LINES]:
+        click.echo(f"skipped {bad}", err=True)
+    if len(problems.lines) > SHOWN_BAD_LINES:
+        more = len(problems.lines) - SHOWN_BAD_LINES
+        click.echo(f"… and {more} more bad line(s)", err=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from agents.history_options import DAY, mapping_option, parse_day, strict_option
+from agents.history_options import DAY, echo_bad_lines, mapping_option, parse_day, strict_option
 from agents.progress import Progress
 from schemas import InputEvent, encode
 from streams.history import HistoryError, Problems, read_all
@@ -89,10 +89,7 @@ def replay(
     except (HistoryError, OSError) as exc:
         click.echo(f"churnguard: {exc}", err=True)
         sys.exit(2)
-    for bad in problems.lines[:20]:
-        click.echo(f"skipped {bad}", err=True)
-    if len(problems.lines) > 20:
-        click.echo(f"… and {len(problems.lines) - 20} more bad line(s)", err=True)
+    echo_bad_lines(problems)
     events = [
         e
         for e in events

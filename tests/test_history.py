@@ -8,8 +8,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from agents.history_options import echo_bad_lines
 from schemas import LoginEvent, OrderEvent
 from streams.history import (
+    BadLine,
     HistoryError,
     Problems,
     derive_no_order_labels,
@@ -167,3 +169,15 @@ def test_labels_csv_and_derived_no_order_labels(tmp_path: Path) -> None:
     )
     end = datetime(2026, 2, 1, tzinfo=UTC).timestamp()
     assert derive_no_order_labels(events, end, end + 90 * 86400) == {"c1": end}
+
+
+def test_the_commands_list_twenty_bad_lines_and_count_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    problems = Problems()
+    for line in range(1, 23):
+        problems.add(BadLine("h.jsonl", line, "not JSON"))
+    echo_bad_lines(problems)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "skipped h.jsonl:1: not JSON" and err[19] == "skipped h.jsonl:20: not JSON"
+    assert err[20:] == ["… and 2 more bad line(s)"]
