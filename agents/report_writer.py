@@ -10,6 +10,7 @@ the parent writes alerts.jsonl. Where processes cannot be forked the parent writ
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ class ReportWriter:
 
 def _serve(conn: Connection, parents: Connection) -> None:
     parents.close()  # the parent's end, inherited: else closing it would never reach us
+    # Ctrl-C is the parent's to handle: it closes its end, and the child ends on that
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     pyplot()  # the import is the slow part: do it while the parent reads the history
     try:
         job = conn.recv()
