@@ -62,3 +62,16 @@ def test_closing_without_a_report_ends_the_child() -> None:
     writer.close()
     assert process is not None and not process.is_alive()
     assert process.exitcode == 0
+
+
+def test_without_fork_the_parent_writes_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("multiprocessing.get_all_start_methods", lambda: ["spawn"])
+    body = orjson.dumps(REPORT)
+    with ReportWriter() as writer:
+        assert writer._process is None
+        writer.submit(tmp_path / "here", REPORT, body)
+        written = writer.written()
+    expected = write_report_files(tmp_path / "parent", REPORT, body)
+    assert [p.read_bytes() for p in written] == [p.read_bytes() for p in expected]
