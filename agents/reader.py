@@ -92,7 +92,7 @@ class InputReader:
             self.aligners[p] = aligner
         self.paused.clear()
         self.committed.clear()
-        self.last_sweep = {p: now for p in owned}
+        self.last_sweep = tick_phases(owned, now, self.settings.tick_interval_s)
         self.last_contact = now
         if self.consumer is not None:
             tps = [TopicPartition(t, p) for p in owned for t in self.input_topics]
@@ -265,8 +265,9 @@ class InputReader:
                 return
             if aligner.gave_up:
                 self._report_timeouts(p, aligner)
-            if now - self.last_sweep[p] >= self.settings.tick_interval_s:
-                self.last_sweep[p] = now
+            ticked = tick_due(self.last_sweep[p], now, self.settings.tick_interval_s)
+            if ticked is not None:
+                self.last_sweep[p] = ticked
                 self.pipeline.sweep(p, self._sweep_time(p, caught_up))
                 await self._flush(consumer, p, generation)
             elif self.pipeline.flush_due(p):
@@ -425,3 +426,20 @@ def buffer_limit(max_records: int, max_bytes: int, record_bytes: int) -> int:
     or fewer when records of ``record_bytes`` (the mean size lately fetched) would exceed
     ``max_bytes`` together; at least 2, so a paused partition can resume at half."""
     return max(2, min(max_records, max_bytes // max(1, record_bytes)))
+
+
+def tick_phases(owned: list[int], now: float, tick: float) -> dict[int, float]:
+    """The time each owned partition last ticked, as if: spread over one interval, so that
+    the partitions' sweeps and flushes fall into different rounds of the reader instead of
+    all holding up the same one (the first tick comes within two intervals)."""
+    return {p: now + tick * k / len(owned) for k, p in enumerate(owned)}
+
+
+def tick_due(last: float, now: float, tick: float) -> float | None:
+    """When a partition that last ticked at ``last`` ticks now: the latest time of its own
+    phase not after ``now`` (so a slow round does not bring the partitions into step);
+    None while its next tick is not due."""
+    since = now - last
+    if since < tick:
+        return None
+    return last + tick * (since // tick)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from agents.reader import InputReader
+from agents.reader import InputReader, tick_due, tick_phases
 from streams.settings import Settings
 
 TP0 = TopicPartition("crm.logins", 0)
@@ -71,3 +71,24 @@ def test_an_idle_or_busy_reader_is_not_cut_off(clock: SimpleNamespace, state: st
     clock.t = 100.0
     reader._note_contact(Consumer(), False)
     assert reader.broker_silence_s() == 0.0 and not reader.unreachable
+
+
+def test_partitions_tick_in_their_own_phases_even_after_a_slow_round() -> None:
+    tick, owned = 1.0, [0, 1, 2, 3]
+    last = tick_phases(owned, 100.0, tick)
+    rounds: list[list[int]] = []
+    now = 100.0
+    while now < 110.0:
+        now += 0.3 if 104.0 < now < 104.5 else 0.02  # a slow round at 104 s
+        ticked = []
+        for p in owned:
+            due = tick_due(last[p], now, tick)
+            if due is not None:
+                last[p] = due
+                ticked.append(p)
+        if ticked:
+            rounds.append(ticked)
+    assert all(len(ticked) == 1 for ticked in rounds)  # never two in one round
+    # once a second each: 101..110 s for the first, then 101.25..109.25 s and so on
+    assert [len([r for r in rounds if p in r]) for p in owned] == [10, 9, 9, 9]
+    assert sorted(round(last[p] % tick, 2) for p in owned) == [0.0, 0.25, 0.5, 0.75]
