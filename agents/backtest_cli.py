@@ -295,79 +295,80 @@ def backtest(
         raise UsageError("--eval-every must be positive")
     sweep = parse_sweep(sweep_spec) if sweep_spec else None
     settings = Settings()
-    with ReportWriter() as writer:  # imports matplotlib while the history is read
-        problems = Problems(strict=strict)
-        started = datetime.now(UTC)
-        click.echo("reading history …", err=True)
-        try:
-            events = read_all(list(event_files), problems, mapping)
-            churned_at = read_labels(labels_path, problems) if labels_path else {}
-        except HistoryError as exc:
-            click.echo(f"churnguard: {exc}", err=True)
-            sys.exit(2)
-        except OSError as exc:
-            click.echo(f"churnguard: cannot read: {exc}", err=True)
-            sys.exit(2)
-        echo_bad_lines(problems)
-        if not events:
-            click.echo("churnguard: no events in the history", err=True)
-            sys.exit(2)
-        first_day = (events[0].occurred_at.timestamp() // DAY) * DAY
-        last_day = (events[-1].occurred_at.timestamp() // DAY) * DAY
-        start = parse_day(from_, "--from") if from_ else first_day
-        end = parse_day(to, "--to") + DAY if to else last_day + DAY
-        if end <= start:
-            raise UsageError("--to must not be before --from")
-        label_source = str(labels_path)
-        if derive_labels is not None:
-            churned_at = derive_no_order_labels(events, end, derive_horizon(derive_labels, end))
-            label_source = f"derived: {derive_labels} after {_iso(end)}"
-        window = Window(start, end)
-        targets = list(packs) or settings.rule_packs
-        try:
-            engine = make_engine(settings, targets, None, settings.scoring_enabled)
-        except RulePackError as exc:
-            click.echo(f"churnguard: invalid rule pack:\n{exc}", err=True)
-            sys.exit(2)
-        in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
-        tune_gc(settings.gc_gen0_threshold)  # the history and the engine live to the end
-        bar, progress = _progress(first_day, end)
-        main = _MainJob(settings, targets, engine, events, end, step, health_below)
-        run = main.run(jobs, progress)
-        elapsed = bar.finish()
-        report = build_report(
-            files=list(event_files),
-            events=events,
-            bad_lines=len(problems.lines),
-            run=run,
-            engine=engine,
-            window=window,
-            churned_at=churned_at,
-            label_source=label_source,
-            step=step,
-            health_below=health_below,
+    writer = ReportWriter()  # imports matplotlib while the history is read
+    click.get_current_context().call_on_close(writer.close)  # on every way out
+    problems = Problems(strict=strict)
+    started = datetime.now(UTC)
+    click.echo("reading history …", err=True)
+    try:
+        events = read_all(list(event_files), problems, mapping)
+        churned_at = read_labels(labels_path, problems) if labels_path else {}
+    except HistoryError as exc:
+        click.echo(f"churnguard: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"churnguard: cannot read: {exc}", err=True)
+        sys.exit(2)
+    echo_bad_lines(problems)
+    if not events:
+        click.echo("churnguard: no events in the history", err=True)
+        sys.exit(2)
+    first_day = (events[0].occurred_at.timestamp() // DAY) * DAY
+    last_day = (events[-1].occurred_at.timestamp() // DAY) * DAY
+    start = parse_day(from_, "--from") if from_ else first_day
+    end = parse_day(to, "--to") + DAY if to else last_day + DAY
+    if end <= start:
+        raise UsageError("--to must not be before --from")
+    label_source = str(labels_path)
+    if derive_labels is not None:
+        churned_at = derive_no_order_labels(events, end, derive_horizon(derive_labels, end))
+        label_source = f"derived: {derive_labels} after {_iso(end)}"
+    window = Window(start, end)
+    targets = list(packs) or settings.rule_packs
+    try:
+        engine = make_engine(settings, targets, None, settings.scoring_enabled)
+    except RulePackError as exc:
+        click.echo(f"churnguard: invalid rule pack:\n{exc}", err=True)
+        sys.exit(2)
+    in_run = sum(1 for e in events if e.occurred_at.timestamp() < end)
+    tune_gc(settings.gc_gen0_threshold)  # the history and the engine live to the end
+    bar, progress = _progress(first_day, end)
+    main = _MainJob(settings, targets, engine, events, end, step, health_below)
+    run = main.run(jobs, progress)
+    elapsed = bar.finish()
+    report = build_report(
+        files=list(event_files),
+        events=events,
+        bad_lines=len(problems.lines),
+        run=run,
+        engine=engine,
+        window=window,
+        churned_at=churned_at,
+        label_source=label_source,
+        step=step,
+        health_below=health_below,
+    )
+    if sweep is not None:
+        report["sweep"] = _sweep(
+            settings, targets, sweep, events, end, step, window, churned_at, run, jobs
         )
-        if sweep is not None:
-            report["sweep"] = _sweep(
-                settings, targets, sweep, events, end, step, window, churned_at, run, jobs
-            )
-        out.mkdir(parents=True, exist_ok=True)
-        writer.submit(out, report, dump(report))
-        alerts = write_alerts(out / "alerts.jsonl", run)
-        try:
-            written = [*writer.written(), alerts]
-        except ReportWriteError as exc:
-            click.echo(f"churnguard: {exc}", err=True)
-            sys.exit(1)
-        took = (datetime.now(UTC) - started) / timedelta(seconds=1)
-        click.echo(
-            f"{in_run:,} events in {elapsed:.1f} s ({in_run / max(elapsed, 1e-9):,.0f} events/s); "
-            f"total {took:.1f} s",
-            err=True,
-        )
-        _print_table(report)
-        for path in written:
-            click.echo(str(path))
+    out.mkdir(parents=True, exist_ok=True)
+    writer.submit(out, report, dump(report))
+    alerts = write_alerts(out / "alerts.jsonl", run)
+    try:
+        written = [*writer.written(), alerts]
+    except ReportWriteError as exc:
+        click.echo(f"churnguard: {exc}", err=True)
+        sys.exit(1)
+    took = (datetime.now(UTC) - started) / timedelta(seconds=1)
+    click.echo(
+        f"{in_run:,} events in {elapsed:.1f} s ({in_run / max(elapsed, 1e-9):,.0f} events/s); "
+        f"total {took:.1f} s",
+        err=True,
+    )
+    _print_table(report)
+    for path in written:
+        click.echo(str(path))
 
 
 @dataclass

@@ -7,6 +7,8 @@ from typing import Any, Final
 
 import cel
 
+from streams.caches import remember
+
 MISS: Final = object()
 """Sentinel for "not computed yet"."""
 
@@ -71,10 +73,3 @@ def discard(mapping: dict[str, Any], keys: Iterable[str]) -> bool:
             del mapping[key]
             dropped = True
     return dropped
-
-
-def remember(cache: dict[Any, Any], key: Any, value: Any, limit: int) -> None:
-    """Put ``value`` in a memo of at most ``limit`` entries (a full one starts afresh)."""
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = value

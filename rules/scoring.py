@@ -19,8 +19,9 @@ from typing import Any, Final
 
 import cel
 
-from rules.memo import MISS, Memo, Values, discard, remember, values_of
+from rules.memo import MISS, Memo, Values, discard, values_of
 from rules.scoring_model import Factor, Scoring
+from streams.caches import remember
 from streams.clv import ClvModel, clv, expected_purchases, p_alive
 from streams.features import FEATURES, purchase_history
 from streams.sketch import CutPoints

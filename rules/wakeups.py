@@ -99,13 +99,13 @@ class Probe:
             known = self.cache[others] = {}
         now = None if constant_fails else self._results(known, others, start)
         found = last
-        for counter in range(start + 1, last + 1):
-            if now is None:
-                found = counter
-                break
-            if self._results(known, others, counter) != now:
-                found = counter
-                break
+        if now is None:  # a failing run counts as a flip: the counter's next value
+            found = min(start + 1, last)
+        else:
+            for counter in range(start + 1, last + 1):
+                if self._results(known, others, counter) != now:
+                    found = counter
+                    break
         t = reaches(state, at, found) if found > start else None
         return t if t is not None and at < t < best else best
 

@@ -38,6 +38,8 @@ from ddsketch.mapping import LogarithmicMapping
 from ddsketch.pb.proto import DDSketchProto, pb
 from google.protobuf.message import DecodeError
 
+from streams.caches import remember
+
 RELATIVE_ACCURACY = 0.01
 """Relative accuracy of every quantile (DDSketch's alpha)."""
 
@@ -305,27 +307,21 @@ class CutPoints:
         by_r, by_f, by_m = self._scored
         r = by_r.get(recency_days)
         if r is None:
-            r = _remember(
-                by_r, recency_days, score(recency_days, self.recency, higher_is_better=False)
-            )
+            r = score(recency_days, self.recency, higher_is_better=False)
+            remember(by_r, recency_days, r, _SCORED_LIMIT)
         f = by_f.get(frequency)
         if f is None:
-            f = _remember(by_f, frequency, score(frequency, self.frequency, higher_is_better=True))
+            f = score(frequency, self.frequency, higher_is_better=True)
+            remember(by_f, frequency, f, _SCORED_LIMIT)
         m = by_m.get(monetary)
         if m is None:
-            m = _remember(by_m, monetary, score(monetary, self.monetary, higher_is_better=True))
+            m = score(monetary, self.monetary, higher_is_better=True)
+            remember(by_m, monetary, m, _SCORED_LIMIT)
         return r, f, m
 
 
 _SCORED_LIMIT = 1 << 16
 """Values whose score one dimension of a :class:`CutPoints` keeps (then it starts afresh)."""
-
-
-def _remember(scored: dict[float, int], value: float, found: int) -> int:
-    if len(scored) >= _SCORED_LIMIT:
-        scored.clear()
-    scored[value] = found
-    return found
 
 
 def _as_cuts(name: str, value: Any) -> Cuts:
