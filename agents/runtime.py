@@ -31,9 +31,9 @@ from agents.state_cache import StateCache
 from agents.store import StateStore
 from rules.batch import Timed, apply_batch, group_by_customer
 from rules.engine import TIER_CHANGED, Engine, Output, Result
+from rules.results import HealthSnapshot
 from schemas import (
     AlertEvent,
-    CustomerHealth,
     DecodeError,
     InputEvent,
     TaskEvent,
@@ -77,7 +77,7 @@ class PartitionBuffer:
 
     states: dict[str, CustomerState] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
-    outputs: list[Output | CustomerHealth | OutRecord] = field(default_factory=list)
+    outputs: list[Output | HealthSnapshot | OutRecord] = field(default_factory=list)
     deliveries: list[Sent] = field(default_factory=list)  # outputs already sent
     records: int = 0  # input records taken into this buffer
     sent: int = 0  # outputs handed to the producer before the flush
@@ -609,20 +609,26 @@ class Pipeline:
             return []
         return await send_batches(await self._producer(), records, self.handoff)
 
-    def _output_record(self, out: Output | CustomerHealth | OutRecord) -> OutRecord:
+    def _output_record(self, out: Output | HealthSnapshot | OutRecord) -> OutRecord:
         """The record of an output: its topic, key, JSON value and CloudEvents headers."""
         if isinstance(out, OutRecord):  # a dead letter or a re-keyed input, as it is
             return out
-        if isinstance(out, CustomerHealth):
-            topic, ce_type = self._health_topic, f"churnguard.customer.{out.event}"
-            ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
+        if isinstance(out, HealthSnapshot):
             counter = self._snapshot_counters.get(out.event)
             if counter is None:  # a child per label value, looked up once
                 counter = self._snapshot_counters[out.event] = self.metrics.snapshots.labels(
                     out.event
                 )
             counter.inc()
-        elif isinstance(out, AlertEvent):
+            headers = cloudevent_headers(
+                ce_type=f"churnguard.customer.{out.event}",
+                ce_source=self.settings.source,
+                ce_id=f"{out.customer_id}:{out.as_of.timestamp():.3f}",
+                ce_subject=out.customer_id,
+            )
+            key = out.customer_id.encode()
+            return OutRecord(self._health_topic, key, out.to_bytes(), headers)
+        if isinstance(out, AlertEvent):
             topic, ce_type, ce_id = (
                 self._alerts_topic,
                 f"churnguard.alert.{out.status}",

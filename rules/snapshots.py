@@ -9,15 +9,14 @@ a large enough health move), at most once per interval unless the tier changed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from rules.config import EngineConfig
 from rules.evaluation import Evaluation
-from rules.results import Result, RuleError, built, digest, timestamp
+from rules.results import HealthSnapshot, Result, RuleError, built, digest, timestamp
 from rules.scoring import Scorer
 from rules.templates import shown
-from schemas import AlertEvent, CustomerHealth
-from schemas.outputs import Clv, FactorScore, HealthScore, Rfm
+from schemas import AlertEvent
 from streams.features import KINDS_CHANGING
 from streams.state import CustomerState
 
@@ -176,65 +175,64 @@ class Snapshots:
         at_risk: bool,
         reasons: list[str],
         tier_change: tuple[str, str] | None,
-    ) -> CustomerHealth:
+    ) -> HealthSnapshot:
+        """The snapshot's document: ``schemas.CustomerHealth``'s fields in their order."""
         state, scores, scorer = one.state, one.state.scores, self.scorer
         model = self.config.clv_model
         cuts = scorer.cuts
-        factors = {
-            share.factor: built(
-                FactorScore,
-                value=share.value,
-                points=share.points,
-                weight=float(share.weight),
-                contribution=float(share.contribution),
-                missing=share.missing,
-            )
-            for share in scorer.shares(scores, one)
-        }
+        factors: dict[str, Any] = {}
+        for share in scorer.shares(scores, one):
+            factors[share.factor] = {
+                "value": share.value,
+                "points": share.points,
+                "weight": float(share.weight),
+                "contribution": float(share.contribution),
+                "missing": share.missing,
+            }
         since = scores.get("tier_since")
         clv = None
         if model is not None and "clv_key" in scores:
-            clv = built(
-                Clv,
-                expected_orders_90d=float(scores["eo90"]),
-                p_alive=float(scores["p_alive"]),
-                clv_12m=float(scores["clv"]),
-                model=f"{model.fitted_at.isoformat()} {model.source}",
-            )
-        return built(
-            CustomerHealth,
-            customer_id=state.customer_id,
-            name=state.account.get("name") if self.config.output_names else None,
-            event=TIER_CHANGED if tier_change else "snapshot",
-            reasons=([TIER_CHANGED] if tier_change else []) + [r for r in reasons if r != "tier"],
-            tier=scores.get("tier"),
-            previous_tier=scores.get("prev_tier"),
-            tier_changed_at=None if since is None else timestamp(since),
-            at_risk=at_risk,
-            lifecycle_stage=scores.get("stage"),
-            health=built(
-                HealthScore,
-                score=int(scores.get("health", 0)),
-                trend_7d=int(scores.get("trend", 0)),
-                profile=scores.get("profile", ""),
-                factors=factors,
-            ),
-            rfm=built(
-                Rfm,
-                frequency=int(one.value("rfm_frequency")),
-                recency_days=int(one.value("rfm_recency_days")),
-                age_days=int(one.value("rfm_age_days")),
-                monetary=float(round(one.value("rfm_monetary"), 2)),
-                r_score=int(scores.get("r", 0)),
-                f_score=int(scores.get("f", 0)),
-                m_score=int(scores.get("m", 0)),
-                cut_points=None if cuts is None else cuts.to_dict(),
-            ),
-            clv=clv,
-            features={n: one.value(n) for n in _SNAPSHOT_SORTED},
-            open_alerts=open_alerts,
-            as_of=timestamp(one.at),
-        )
+            clv = {
+                "expected_orders_90d": float(scores["eo90"]),
+                "p_alive": float(scores["p_alive"]),
+                "clv_12m": float(scores["clv"]),
+                "model": f"{model.fitted_at.isoformat()} {model.source}",
+            }
+        event = TIER_CHANGED if tier_change else "snapshot"
+        as_of = timestamp(one.at)
+        document = {
+            "customer_id": state.customer_id,
+            "name": state.account.get("name") if self.config.output_names else None,
+            "event": event,
+            "reasons": ([TIER_CHANGED] if tier_change else [])
+            + [r for r in reasons if r != "tier"],
+            "tier": scores.get("tier"),
+            "previous_tier": scores.get("prev_tier"),
+            "tier_changed_at": None if since is None else timestamp(since),
+            "at_risk": at_risk,
+            "lifecycle_stage": scores.get("stage"),
+            "health": {
+                "score": int(scores.get("health", 0)),
+                "trend_7d": int(scores.get("trend", 0)),
+                "profile": scores.get("profile", ""),
+                "factors": factors,
+            },
+            "rfm": {
+                "frequency": int(one.value("rfm_frequency")),
+                "recency_days": int(one.value("rfm_recency_days")),
+                "age_days": int(one.value("rfm_age_days")),
+                "monetary": float(round(one.value("rfm_monetary"), 2)),
+                "r_score": int(scores.get("r", 0)),
+                "f_score": int(scores.get("f", 0)),
+                "m_score": int(scores.get("m", 0)),
+                "cut_points": None if cuts is None else cuts.to_dict(),
+            },
+            "clv": clv,
+            "features": {n: one.value(n) for n in _SNAPSHOT_SORTED},
+            "open_alerts": open_alerts,
+            "as_of": as_of,
+        }
+        return HealthSnapshot(state.customer_id, event, as_of, document)
 
     def _name(self, state: CustomerState) -> str:
         """The account's name, or its id when there is none or names are off."""

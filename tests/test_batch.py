@@ -76,7 +76,8 @@ class Run:
     def note(self, cid: str, result: Result) -> None:
         self.dirty.add(cid)
         shown = self.outputs.setdefault(cid, [])
-        shown += [o.model_dump(mode="json") for o in (*result.outputs, *result.snapshots)]
+        shown += [o.model_dump(mode="json") for o in result.outputs]
+        shown += [orjson.loads(s.to_bytes()) for s in result.snapshots]
 
     def flush_and_sweep(self, now: float) -> None:
         for cid in sorted(self.dirty):

@@ -1191,7 +1191,9 @@ def test_a_batch_is_apply_event_by_event(
     assert summary([o for r in singles for o in r.outputs]) == summary(
         [o for r in results for o in r.outputs]
     )
-    assert [s for r in singles for s in r.snapshots] == [s for r in results for s in r.snapshots]
+    assert [s.to_bytes() for r in singles for s in r.snapshots] == [
+        s.to_bytes() for r in results for s in r.snapshots
+    ]
     assert s1.to_bytes() == s2.to_bytes()
     assert one.next_deadline(s1) == many.next_deadline(s2)
     applied = [r.applied for r in singles]

@@ -249,7 +249,7 @@ def drive(s: Scenario, tmp: Path) -> dict[str, Any]:
                 what,
                 result.applied,
                 [o.model_dump(mode="json") for o in result.outputs],
-                [h.model_dump(mode="json") for h in result.snapshots],
+                [orjson.loads(h.to_bytes()) for h in result.snapshots],
                 [(e.rule_id, e.customer_id, e.message) for e in result.errors],
                 result.forgotten,
             ]

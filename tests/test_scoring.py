@@ -189,7 +189,7 @@ def feed(engine: Engine, state: CustomerState, events: list[Any]) -> list[Any]:
     out: list[Any] = []
     for e in events:
         result = engine.apply(state, e)
-        out += result.outputs + result.snapshots
+        out += result.outputs + [s.model() for s in result.snapshots]
     return out
 
 
@@ -321,7 +321,7 @@ def test_clv_nothing_reads_is_computed_for_snapshots_and_its_failure_is_an_error
     )
     assert "clv" not in state.scores  # not computed between snapshots
     result = engine.apply(state, account(T0 + timedelta(days=4), tier_override="key"))
-    [snapshot] = result.snapshots  # a tier change: a snapshot at once
+    [snapshot] = [s.model() for s in result.snapshots]  # a tier change: a snapshot at once
     assert snapshot.clv is None
     assert [e.rule_id for e in result.errors] == ["scoring.clv"]
 
@@ -332,9 +332,8 @@ def test_clv_nothing_reads_is_computed_for_snapshots_and_its_failure_is_an_error
         state,
         [order(T0, "o1", "paid", "10"), order(T0 + timedelta(days=3), "o2", "paid", "20")],
     )
-    [snapshot] = fitting.apply(
-        state, account(T0 + timedelta(days=4), tier_override="key")
-    ).snapshots
+    keyed = fitting.apply(state, account(T0 + timedelta(days=4), tier_override="key"))
+    [snapshot] = [s.model() for s in keyed.snapshots]
     assert snapshot.clv is not None and snapshot.clv.p_alive == state.scores["p_alive"]
 
 
@@ -466,11 +465,8 @@ def test_at_risk_on_a_departure_clears_when_it_ages_out_without_other_wake_ups(
     left = T0 + timedelta(hours=1)
     flagged = feed(engine, state, [account(T0), contact(left, "c1", "departed", name="Ada")])
     assert [s.at_risk for s in flagged if isinstance(s, CustomerHealth)][-1] is True
-    cleared = [
-        s
-        for s in engine.advance(state, (T0 + timedelta(days=200)).timestamp()).snapshots
-        if "risk" in s.reasons
-    ]
+    swept = engine.advance(state, (T0 + timedelta(days=200)).timestamp())
+    cleared = [s for s in (s.model() for s in swept.snapshots) if "risk" in s.reasons]
     assert [s.at_risk for s in cleared] == [False]
     assert cleared[0].as_of.timestamp() == pytest.approx(
         (left + timedelta(days=90)).timestamp(), abs=1e-3
@@ -562,7 +558,9 @@ def test_the_recency_score_wakes_a_customer_the_midnight_it_moves(tmp_path: Path
     # recency 3 days (above the cut at 2) scores 4: a snapshot that midnight, not later
     assert engine.next_deadline(state) == (last + 3) * 86400.0
     moved = engine.advance(state, (last + 3) * 86400.0)
-    assert [(s.rfm.r_score, s.reasons) for s in moved.snapshots] == [(4, ["rfm"])]
+    assert [(s.document["rfm"]["r_score"], s.document["reasons"]) for s in moved.snapshots] == [
+        (4, ["rfm"])
+    ]
 
 
 def legacy_layout(scorer: Scorer, state: CustomerState, at: float) -> dict[str, Any]:
@@ -664,7 +662,7 @@ def test_an_alert_resolved_by_a_rule_that_then_fails_is_in_the_next_snapshot(
     closed = ticket(question + timedelta(hours=1), "q1", "resolved", "question", "low", "e2")
     result = engine.apply(state, closed)
     assert [e.rule_id for e in result.errors] == ["open-question"]
-    [snapshot] = result.snapshots
+    [snapshot] = [s.model() for s in result.snapshots]
     assert snapshot.open_alerts == [] and "alerts" in snapshot.reasons
 
 
@@ -727,7 +725,7 @@ def test_a_factor_that_fails_keeps_its_points_and_shows_no_value(tmp_path: Path)
         state, ticket(opened + timedelta(hours=1), "t1", "resolved", "question", "critical", "e2")
     )
     assert [e.rule_id for e in result.errors] == ["scoring.health.ratio"]
-    [snapshot] = result.snapshots
+    [snapshot] = [s.model() for s in result.snapshots]
     ratio = snapshot.health.factors["ratio"]
     assert (ratio.value, ratio.points, ratio.missing) == (None, 0, False)  # the last points
     assert snapshot.health.score == 50

@@ -122,10 +122,10 @@ def run(
         else:
             continue
         outs += result.outputs
-        snaps += result.snapshots
+        snaps += [s.model() for s in result.snapshots]
     result = engine.advance(state, steps[-1][0])
     outs += result.outputs
-    snaps += result.snapshots
+    snaps += [s.model() for s in result.snapshots]
     shown = [
         (o.rule_id, o.status, o.fired_at, o.resolved_at)
         if isinstance(o, AlertEvent)
