@@ -12,6 +12,7 @@ import dataclasses
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import zlib
 from collections.abc import Callable
@@ -418,7 +419,7 @@ class _MainJob:
         self.reached = context.Array("d", jobs, lock=False)
         _MAIN = self
         try:
-            with context.Pool(jobs) as pool:
+            with context.Pool(jobs, initializer=_leave_interrupts_to_the_parent) as pool:
                 pending = pool.map_async(_main_part, range(jobs))
                 if self.cuts is not None:
                     cut_schedule(
@@ -441,6 +442,13 @@ class _MainJob:
 
 
 _MAIN: _MainJob | None = None
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """In a pool's process: ignore Ctrl-C. The parent gets it, leaves the pool's ``with``
+    and terminates the pool; a part that raised KeyboardInterrupt itself would print its
+    traceback over the parent's "Aborted!"."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _main_part(k: int) -> Run:
@@ -585,7 +593,9 @@ def _sweep(
                 rows.append(_sweep_value(value, show_progress=True))
         else:
             context = multiprocessing.get_context("fork")  # children inherit the events
-            with context.Pool(min(jobs, len(values))) as pool:
+            with context.Pool(
+                min(jobs, len(values)), initializer=_leave_interrupts_to_the_parent
+            ) as pool:
                 for i, row in enumerate(pool.imap(_sweep_value, values)):
                     click.echo(
                         f"sweep {i + 1}/{len(values)}: {rule_id}.{param} = {values[i]:g} done",

@@ -3,8 +3,12 @@ labels from a CSV, clear usage errors."""
 
 from __future__ import annotations
 
+import importlib.resources
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -87,3 +91,53 @@ def test_usage_errors_say_what_to_do(tmp_path: Path) -> None:
     assert code == 2 and "RULE.PARAM=START..STOP step STEP" in output
     code, output = in_process("--help")
     assert code == 0 and "precision" in output and "--derive-labels" in output
+
+
+def _group(pgid: int) -> list[int]:
+    """The processes of a process group (from /proc: no dependency for one test)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        if int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_ctrl_c_during_a_split_run_stops_every_process_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    cdnow = importlib.resources.files("lifetimes.datasets") / "CDNOW_master.txt"
+    with importlib.resources.as_file(cdnow) as orders:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "agents", "backtest", "--events", f"cdnow:{orders}",
+             "--to", "1997-09-30", "--derive-labels", "no-order:1998-06-30", "--jobs", "2",
+             "--out", str(tmp_path / "out")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # a group of its own, as a terminal's foreground job
+            # a test runner started in the background ignores SIGINT, and children inherit that
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            # the parent, the report writer and the two parts of the main run
+            while len(_group(run.pid)) < 4 and run.poll() is None:
+                assert time.monotonic() < deadline, "the parts never started"
+                time.sleep(0.05)
+            time.sleep(1.0)  # into their work
+            os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+            _, err = run.communicate(timeout=60)
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    text = err.decode()
+    assert run.returncode == 1 and "Aborted!" in text, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    deadline = time.monotonic() + 10
+    while _group(run.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _group(run.pid) == [], "a process of the run outlived it"
