@@ -81,3 +81,19 @@ def test_every_output_is_valid_against_its_schema(scenario: str, tmp_path: Path)
     for kind in (*every, "task open", "task escalated", "task cancelled", "snapshot"):
         assert kinds[kind] > 0, f"no {kind} in {dict(kinds)}"
     assert kinds["snapshot with clv"] > 0, dict(kinds)
+
+
+def test_a_snapshot_with_an_int_orjson_refuses_is_written_as_pydantic_writes_it(
+    tmp_path: Path,
+) -> None:
+    produced = _outputs("builtin-troubled-clv-cuts", tmp_path)
+    made = next(s for s in produced if isinstance(s, HealthSnapshot))
+    huge = HealthSnapshot(
+        made.customer_id,
+        made.event,
+        made.as_of,
+        {**made.document, "features": {**made.document["features"], "revenue_365d": 2**70}},
+    )
+    raw = huge.to_bytes()  # orjson stops at 64 bits; the model writes any int
+    assert b'"revenue_365d":1180591620717411303424' in raw
+    assert raw == encode(huge.model())
