@@ -27,8 +27,8 @@ class HealthSnapshot:
     ``schemas.CustomerHealth``, ready to encode.
 
     Building seven pydantic models per snapshot and serialising them through pydantic cost
-    a fifth of the worker's time per event (docs/performance.md); the document is plain
-    dicts and lists in the model's field order, so orjson writes the same bytes
+    about a seventh of the worker's CPU per event (docs/performance.md); the document is
+    plain dicts and lists in the model's field order, so orjson writes the same bytes
     (tests/test_engine_outputs_valid.py checks that against the model).
     """
 
