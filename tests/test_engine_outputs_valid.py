@@ -20,10 +20,12 @@ import pytest
 from pydantic import BaseModel
 
 from rules.engine import Engine, EngineConfig, Result
+from rules.loader import load_rules
 from rules.results import HealthSnapshot
 from schemas import AlertEvent, CustomerHealth, TaskEvent, encode
+from streams.settings import BUILTIN_PACKS
 from streams.state import CustomerState
-from tests.factories import clv_model
+from tests.factories import CID, T0, account, clv_model
 from tests.test_engine_golden import CUTS, SCENARIOS, _ruleset, _stream
 
 DAY = 86400.0
@@ -83,11 +85,10 @@ def test_every_output_is_valid_against_its_schema(scenario: str, tmp_path: Path)
     assert kinds["snapshot with clv"] > 0, dict(kinds)
 
 
-def test_a_snapshot_with_an_int_orjson_refuses_is_written_as_pydantic_writes_it(
-    tmp_path: Path,
-) -> None:
-    produced = _outputs("builtin-troubled-clv-cuts", tmp_path)
-    made = next(s for s in produced if isinstance(s, HealthSnapshot))
+def test_a_snapshot_with_an_int_orjson_refuses_is_written_as_pydantic_writes_it() -> None:
+    engine = Engine(load_rules([BUILTIN_PACKS]), EngineConfig(), wall_clock=lambda: 0.0)
+    first = engine.apply(CustomerState(CID), account(T0))
+    [made] = first.snapshots  # a customer's first evaluation sends one
     huge = HealthSnapshot(
         made.customer_id,
         made.event,
