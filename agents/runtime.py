@@ -614,26 +614,22 @@ class Pipeline:
         if isinstance(out, OutRecord):  # a dead letter or a re-keyed input, as it is
             return out
         if isinstance(out, HealthSnapshot):
+            topic, ce_type = self._health_topic, f"churnguard.customer.{out.event}"
+            ce_id = f"{out.customer_id}:{out.as_of.timestamp():.3f}"
+            value = out.to_bytes()
             counter = self._snapshot_counters.get(out.event)
             if counter is None:  # a child per label value, looked up once
                 counter = self._snapshot_counters[out.event] = self.metrics.snapshots.labels(
                     out.event
                 )
             counter.inc()
-            headers = cloudevent_headers(
-                ce_type=f"churnguard.customer.{out.event}",
-                ce_source=self.settings.source,
-                ce_id=f"{out.customer_id}:{out.as_of.timestamp():.3f}",
-                ce_subject=out.customer_id,
-            )
-            key = out.customer_id.encode()
-            return OutRecord(self._health_topic, key, out.to_bytes(), headers)
-        if isinstance(out, AlertEvent):
+        elif isinstance(out, AlertEvent):
             topic, ce_type, ce_id = (
                 self._alerts_topic,
                 f"churnguard.alert.{out.status}",
                 out.alert_id,
             )
+            value = encode(out)
             self.metrics.alerts.labels(out.rule_id, out.severity, out.status).inc()
             self.metrics.observe_alert(out)
             if out.status == "notice" and out.rule_id == TIER_CHANGED:
@@ -644,11 +640,12 @@ class Pipeline:
             status = "created" if out.status == "open" else out.status
             topic, ce_type = self._tasks_topic, f"churnguard.task.{status}"
             ce_id = f"{out.task_id}:{out.status}"
+            value = encode(out)
             self.metrics.tasks.labels(out.assignee_role, out.status).inc()
         headers = cloudevent_headers(
             ce_type=ce_type, ce_source=self.settings.source, ce_id=ce_id, ce_subject=out.customer_id
         )
-        return OutRecord(topic, out.customer_id.encode(), encode(out), headers)
+        return OutRecord(topic, out.customer_id.encode(), value, headers)
 
     def _rekey(self, rec: Record, partition: int) -> OutRecord:
         """The record for the re-key topic: keyed and partitioned by its customer."""

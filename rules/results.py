@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 import orjson
 from pydantic import BaseModel
@@ -32,14 +32,23 @@ class HealthSnapshot:
     (tests/test_engine_outputs_valid.py checks that against the model).
     """
 
-    # a plain class: compiled, a dataclass's generated __init__ stays interpreted
-    def __init__(
-        self, customer_id: str, event: str, as_of: datetime, document: dict[str, Any]
-    ) -> None:
-        self.customer_id = customer_id
-        self.event = event  # "snapshot" or "tier_changed"
-        self.as_of = as_of
+    def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
+
+    @property
+    def customer_id(self) -> str:
+        """The customer the snapshot is of."""
+        return cast(str, self.document["customer_id"])
+
+    @property
+    def event(self) -> str:
+        """ "snapshot", or "tier_changed" when it announces a tier change."""
+        return cast(str, self.document["event"])
+
+    @property
+    def as_of(self) -> datetime:
+        """The event time the snapshot shows the customer at."""
+        return cast(datetime, self.document["as_of"])
 
     def to_bytes(self) -> bytes:
         """The snapshot's JSON bytes, as ``schemas.encode`` writes its model."""

@@ -198,41 +198,40 @@ class Snapshots:
                 "clv_12m": float(scores["clv"]),
                 "model": f"{model.fitted_at.isoformat()} {model.source}",
             }
-        event = TIER_CHANGED if tier_change else "snapshot"
-        as_of = timestamp(one.at)
-        document = {
-            "customer_id": state.customer_id,
-            "name": state.account.get("name") if self.config.output_names else None,
-            "event": event,
-            "reasons": ([TIER_CHANGED] if tier_change else [])
-            + [r for r in reasons if r != "tier"],
-            "tier": scores.get("tier"),
-            "previous_tier": scores.get("prev_tier"),
-            "tier_changed_at": None if since is None else timestamp(since),
-            "at_risk": at_risk,
-            "lifecycle_stage": scores.get("stage"),
-            "health": {
-                "score": int(scores.get("health", 0)),
-                "trend_7d": int(scores.get("trend", 0)),
-                "profile": scores.get("profile", ""),
-                "factors": factors,
-            },
-            "rfm": {
-                "frequency": int(one.value("rfm_frequency")),
-                "recency_days": int(one.value("rfm_recency_days")),
-                "age_days": int(one.value("rfm_age_days")),
-                "monetary": float(round(one.value("rfm_monetary"), 2)),
-                "r_score": int(scores.get("r", 0)),
-                "f_score": int(scores.get("f", 0)),
-                "m_score": int(scores.get("m", 0)),
-                "cut_points": None if cuts is None else cuts.to_dict(),
-            },
-            "clv": clv,
-            "features": {n: one.value(n) for n in _SNAPSHOT_SORTED},
-            "open_alerts": open_alerts,
-            "as_of": as_of,
-        }
-        return HealthSnapshot(state.customer_id, event, as_of, document)
+        return HealthSnapshot(
+            {
+                "customer_id": state.customer_id,
+                "name": state.account.get("name") if self.config.output_names else None,
+                "event": TIER_CHANGED if tier_change else "snapshot",
+                "reasons": ([TIER_CHANGED] if tier_change else [])
+                + [r for r in reasons if r != "tier"],
+                "tier": scores.get("tier"),
+                "previous_tier": scores.get("prev_tier"),
+                "tier_changed_at": None if since is None else timestamp(since),
+                "at_risk": at_risk,
+                "lifecycle_stage": scores.get("stage"),
+                "health": {
+                    "score": int(scores.get("health", 0)),
+                    "trend_7d": int(scores.get("trend", 0)),
+                    "profile": scores.get("profile", ""),
+                    "factors": factors,
+                },
+                "rfm": {
+                    "frequency": int(one.value("rfm_frequency")),
+                    "recency_days": int(one.value("rfm_recency_days")),
+                    "age_days": int(one.value("rfm_age_days")),
+                    "monetary": float(round(one.value("rfm_monetary"), 2)),
+                    "r_score": int(scores.get("r", 0)),
+                    "f_score": int(scores.get("f", 0)),
+                    "m_score": int(scores.get("m", 0)),
+                    "cut_points": None if cuts is None else cuts.to_dict(),
+                },
+                "clv": clv,
+                "features": {n: one.value(n) for n in _SNAPSHOT_SORTED},
+                "open_alerts": open_alerts,
+                "as_of": timestamp(one.at),
+            }
+        )
 
     def _name(self, state: CustomerState) -> str:
         """The account's name, or its id when there is none or names are off."""

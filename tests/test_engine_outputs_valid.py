@@ -90,10 +90,7 @@ def test_a_snapshot_with_an_int_orjson_refuses_is_written_as_pydantic_writes_it(
     first = engine.apply(CustomerState(CID), account(T0))
     [made] = first.snapshots  # a customer's first evaluation sends one
     huge = HealthSnapshot(
-        made.customer_id,
-        made.event,
-        made.as_of,
-        {**made.document, "features": {**made.document["features"], "revenue_365d": 2**70}},
+        {**made.document, "features": {**made.document["features"], "revenue_365d": 2**70}}
     )
     raw = huge.to_bytes()  # orjson stops at 64 bits; the model writes any int
     assert b'"revenue_365d":1180591620717411303424' in raw
