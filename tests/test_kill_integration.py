@@ -55,6 +55,20 @@ async def _views(worker: Worker, customers: list[str]) -> dict[str, Any]:
     }
 
 
+async def _settled_views(worker: Worker, customers: list[str]) -> dict[str, Any]:
+    """The worker's views once two reads 2 s apart agree (its last flush may still be on its
+    way when its outputs have settled, on a loaded machine; at most 60 s)."""
+    views = await _views(worker, customers)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        await asyncio.sleep(2)
+        again = await _views(worker, customers)
+        if again == views:
+            break
+        views = again
+    return views
+
+
 async def _views_like(worker: Worker, expected: dict[str, Any]) -> dict[str, Any]:
     """The worker's views once each matches ``expected`` (or the last one seen, after 60 s)."""
     views = {}
@@ -111,7 +125,7 @@ async def test_sigkill_mid_stream_and_restart_loses_nothing(broker: Broker, tmp_
             _wait_processed(whole, len(history)),
         )
         await asyncio.gather(_settle(runs["killed"][1]), _settle(runs["whole"][1]))
-        whole_views = await _views(whole, customers)
+        whole_views = await _settled_views(whole, customers)
         killed_views = await _views_like(second, whole_views)
         # it resumed from committed offsets: not from the start, and not past unflushed work
         reread = await _processed(second)
